@@ -1,0 +1,1 @@
+"""Lightning callbacks: evaluation, sample logging, preference sample collection."""
