@@ -1,0 +1,80 @@
+"""`python run.py experiment=NAME [profile=tiny|paper] [a.b=value ...] [--print-config]`."""
+
+import sys
+
+from omegaconf import OmegaConf
+
+from .config import list_experiments, list_profiles, load_config
+from .errors import UserError
+
+USAGE = "usage: python run.py experiment=NAME [profile=tiny|paper] [key=value ...] [--print-config]"
+
+
+def help_text() -> str:
+    experiments = list_experiments()
+    width = max(map(len, experiments), default=0)
+    lines = [
+        "lightning-svd: the Stable Video Diffusion recipe as a PyTorch Lightning suite.",
+        "",
+        USAGE,
+        "",
+        "Loads experiments/defaults.yaml, then experiments/profiles/<profile>.yaml (default tiny), then",
+        "experiments/<NAME>.yaml, then each key=value override (OmegaConf dotlist; unknown keys are errors).",
+        "Each run writes runs/<experiment>/<timestamp>/ (or run_dir=DIR): config.yaml, run.log, tensorboard/,",
+        "results.json, results.md.",
+        "",
+        f"profiles: {', '.join(list_profiles())}",
+        "",
+        "experiments:",
+    ]
+    lines += [f"  {name.ljust(width)}  {description}" for name, description in experiments.items()]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> tuple[str, str, list[str], bool]:
+    experiment, profile, overrides, print_config = None, "tiny", [], False
+    for arg in argv:
+        if arg == "--print-config":
+            print_config = True
+        elif arg.startswith("-"):
+            raise UserError(f"unknown option '{arg}'; options are --help and --print-config")
+        elif arg.startswith("experiment="):
+            experiment = arg.partition("=")[2]
+        elif arg.startswith("profile="):
+            profile = arg.partition("=")[2]
+        else:
+            overrides.append(arg)
+    if not experiment:
+        names = ", ".join(list_experiments())
+        raise UserError(f"no experiment given; {USAGE.removeprefix('usage: ')}; experiments: {names}")
+    return experiment, profile, overrides, print_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or "--help" in argv or "-h" in argv:
+        print(help_text())
+        return 0
+    try:
+        experiment, profile, overrides, print_config = parse_args(argv)
+        cfg = load_config(experiment, profile, overrides, check_paths=not print_config)
+        if print_config:
+            print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+            return 0
+        from .tasks import get_task
+
+        task = get_task(cfg.task)
+        from .run_context import create_run, seed_everything
+
+        seed_everything(cfg.seed)
+        ctx = create_run(cfg)
+        try:
+            ctx.log.info(f"{cfg.experiment} ({cfg.profile} profile, task {cfg.task}) -> {ctx.run_dir}")
+            task(cfg, ctx)
+            ctx.log.info(f"done: {ctx.run_dir}  (tensorboard --logdir {ctx.tensorboard_dir})")
+        finally:
+            ctx.close()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

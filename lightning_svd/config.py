@@ -1,0 +1,180 @@
+"""Experiment configs: shared defaults, then a profile, then the experiment, then command-line overrides.
+
+`experiments/defaults.yaml` holds every shared key; `experiments/profiles/<profile>.yaml` sets the profile's
+numbers; `experiments/<name>.yaml` states only what differs for that experiment (its `profile_overrides.<profile>`
+block, if any, is merged right after it); `a.b=value` overrides from the command line come last, in struct mode,
+so an unknown key or a value of the wrong type is rejected with a one-line message.
+"""
+
+import difflib
+import inspect
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import UserError
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+RESERVED_FILES = {"defaults"}
+RUNNER_KEYS = ("experiment", "profile")
+
+
+def list_experiments(root: Path = EXPERIMENTS_DIR) -> dict[str, str]:
+    """Every experiment name with its one-line description."""
+    found = {}
+    for path in sorted(root.glob("*.yaml")):
+        if path.stem in RESERVED_FILES:
+            continue
+        data = yaml.safe_load(path.read_text()) or {}
+        found[path.stem] = str(data.get("description", "")).strip()
+    return found
+
+
+def list_profiles(root: Path = EXPERIMENTS_DIR) -> list[str]:
+    return sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
+
+
+def load_config(
+    experiment: str,
+    profile: str = "tiny",
+    overrides: list[str] | tuple[str, ...] = (),
+    root: Path = EXPERIMENTS_DIR,
+    check_paths: bool = True,
+) -> DictConfig:
+    """Compose, override and validate an experiment's config; raises `UserError` on any bad input."""
+    experiments = list_experiments(root)
+    if experiment not in experiments:
+        raise UserError(f"unknown experiment '{experiment}'; valid experiments: {', '.join(experiments)}")
+    profiles = list_profiles(root)
+    if profile not in profiles:
+        raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(profiles)}")
+    experiment_cfg = OmegaConf.load(root / f"{experiment}.yaml")
+    per_profile = experiment_cfg.pop("profile_overrides", None) or {}
+    unknown_profiles = set(per_profile) - set(profiles)
+    if unknown_profiles:
+        raise UserError(f"{experiment}.yaml: profile_overrides names unknown profiles {sorted(unknown_profiles)}")
+    cfg = OmegaConf.merge(
+        OmegaConf.load(root / "defaults.yaml"),
+        OmegaConf.load(root / "profiles" / f"{profile}.yaml"),
+        experiment_cfg,
+        per_profile.get(profile, {}),
+    )
+    cfg.experiment, cfg.profile = experiment, profile
+    OmegaConf.set_struct(cfg, True)
+    for override in overrides:
+        apply_override(cfg, override)
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as error:
+        raise UserError(f"config does not resolve: {str(error).splitlines()[0]}") from None
+    if check_paths and profile == "paper":
+        check_required_paths(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """Split `a.b=value`; the value is read as YAML, so `3`, `0.5`, `true`, `null` and `[1, 2]` are typed."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or key.startswith("-"):
+        raise UserError(f"cannot read '{text}': overrides look like key=value (for example trainer.max_steps=2)")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_override(cfg: DictConfig, text: str) -> None:
+    key, value = parse_override(text)
+    if key in RUNNER_KEYS:
+        raise UserError(f"'{key}=' may be given once, before other overrides")
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or leaf not in parent:
+        if parent_key == "trainer" and isinstance(parent, DictConfig) and leaf in trainer_arguments():
+            with open_dict(parent):
+                parent[leaf] = value
+            return
+        raise UserError(unknown_key_message(cfg, key))
+    current = parent._get_node(leaf)
+    if isinstance(current, DictConfig) and not isinstance(value, dict):
+        raise UserError(f"'{key}' is a section; set one of its keys instead, for example {first_leaf(cfg, key)}=…")
+    parent[leaf] = checked_value(key, current, value, text.partition("=")[2])
+
+
+def checked_value(key: str, node, value, raw: str):
+    """Keep the type of the default: ints stay ints, floats accept ints, bools take true/false only."""
+    if value is None or node._is_missing() or node._is_interpolation():
+        return value
+    old = node._value()
+    if old is None or isinstance(old, str):
+        return value
+    if isinstance(old, bool):
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{key} expects true or false, got '{raw}'")
+    if isinstance(old, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{key} expects an integer, got '{raw}'")
+    if isinstance(old, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{key} expects a number, got '{raw}'")
+    return value
+
+
+def all_keys(node, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            child = node._get_node(k)
+            if isinstance(child, DictConfig):
+                keys.extend(all_keys(child, full + "."))
+    return keys
+
+
+def first_leaf(cfg: DictConfig, key: str) -> str:
+    section = OmegaConf.select(cfg, key)
+    return f"{key}.{next(iter(section.keys()))}" if len(section) else key
+
+
+def unknown_key_message(cfg: DictConfig, key: str) -> str:
+    candidates = all_keys(cfg)
+    if key.startswith("trainer."):
+        candidates += [f"trainer.{name}" for name in trainer_arguments()]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:
+        leaf = key.rpartition(".")[2]
+        close = [c for c in candidates if c.rpartition(".")[2] == leaf][:1]
+    hint = f"; did you mean '{close[0]}'?" if close else "; see the valid keys with --print-config"
+    return f"unknown key '{key}' for experiment {cfg.experiment}{hint}"
+
+
+def trainer_arguments() -> set[str]:
+    """The keyword arguments of Lightning's `Trainer`, which `trainer.*` keys pass through to."""
+    from lightning import Trainer
+
+    return {name for name in inspect.signature(Trainer.__init__).parameters if name != "self"}
+
+
+def check_required_paths(cfg: DictConfig) -> None:
+    """In the paper profile every weight or data path an experiment reads must exist; report all at once."""
+    problems = []
+    for key in cfg.get("requires_paths", []):
+        value = OmegaConf.select(cfg, key, throw_on_missing=False, default=None)
+        if value in (None, "", "???"):
+            problems.append(f"{key} (not set)")
+        elif not Path(str(value)).expanduser().exists():
+            problems.append(f"{key}={value} (not found)")
+    if problems:
+        raise UserError(
+            f"profile=paper needs real weights and data; missing {len(problems)}: {'; '.join(problems)}"
+            " — set each with KEY=PATH"
+        )

@@ -1,0 +1,81 @@
+"""The run directory every task writes into: resolved config, log file, TensorBoard folder and results."""
+
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+
+class RunContext:
+    """What a task gets besides its config: where to write, a logger, TensorBoard and a results writer."""
+
+    def __init__(self, run_dir: Path, log: logging.Logger):
+        self.run_dir = run_dir
+        self.log = log
+        self._tensorboard = None
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.run_dir / "tensorboard"
+
+    def tensorboard(self):
+        """A SummaryWriter on `<run_dir>/tensorboard`, created on first use."""
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(self.tensorboard_dir))
+        return self._tensorboard
+
+    def write_results(self, results: dict, markdown: str) -> None:
+        """Write `results.json` and `results.md` atomically (a crash never leaves half a file)."""
+        for name, text in (("results.json", json.dumps(results, indent=2, default=str)), ("results.md", markdown)):
+            partial = self.run_dir / f".{name}.partial"
+            partial.write_text(text if text.endswith("\n") else text + "\n")
+            partial.replace(self.run_dir / name)
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        for handler in list(self.log.handlers):
+            handler.close()
+            self.log.removeHandler(handler)
+
+
+def default_run_dir(cfg: DictConfig) -> Path:
+    """`<runs_root>/<experiment>/<timestamp>`, with a suffix if two runs start in the same second."""
+    base = Path(cfg.runs_root) / cfg.experiment / time.strftime("%Y%m%d-%H%M%S")
+    candidate, suffix = base, 1
+    while candidate.exists():
+        candidate, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
+    return candidate
+
+
+def create_run(cfg: DictConfig) -> RunContext:
+    run_dir = Path(cfg.run_dir).expanduser() if cfg.run_dir else default_run_dir(cfg)
+    (run_dir / "tensorboard").mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    log = logging.getLogger(f"lightning_svd.run.{run_dir}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    file_handler = logging.FileHandler(run_dir / "run.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(file_handler)
+    log.addHandler(console)
+    return RunContext(run_dir, log)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and, where the task uses it, torch (the preference app never imports torch)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)

@@ -1,0 +1,203 @@
+"""One synthetic scene: a textured background, moving shapes, an optional text overlay and degradation.
+
+Everything a scene shows is known in advance (speed, text area, degradation), so curation and the ablations can
+be measured against ground truth. A scene renders any local time `t` (frames since its first content frame),
+negative and past its end included, so transitions can blend two scenes that both keep moving.
+"""
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+COLORS = {
+    "red": (220, 50, 47), "orange": (240, 140, 30), "yellow": (235, 215, 40), "green": (60, 170, 70),
+    "teal": (30, 160, 160), "blue": (40, 90, 210), "purple": (140, 70, 190), "pink": (230, 110, 170),
+    "white": (240, 240, 240), "brown": (130, 85, 45),
+}
+SHAPES = ("circle", "square")
+DEGRADATIONS = ("blur", "noise", "low_contrast")
+DIRECTIONS = {"right": 0.0, "down-right": 45.0, "down": 90.0, "down-left": 135.0, "left": 180.0,
+              "up-left": 225.0, "up": 270.0, "up-right": 315.0}
+OVERLAY_TEXTS = ("BREAKING NEWS", "SALE 50% OFF", "SUBSCRIBE NOW", "LIVE 24/7", "WWW.EXAMPLE.COM",
+                 "CHAPTER ONE", "FINAL SCORE 3-1", "WEATHER UPDATE")
+
+
+@dataclass
+class Shape:
+    kind: str
+    color: str
+    radius: float
+    x: float
+    y: float
+    direction_deg: float
+
+
+@dataclass
+class Scene:
+    """The full description of one scene; `to_truth` gives the part recorded in the ground-truth sidecar."""
+
+    background_color: str
+    pattern_seed: int
+    shapes: list[Shape]
+    speed: float
+    pan_direction: str
+    text: str | None = None
+    text_size: int = 0
+    text_lines: int = 0
+    degradation: str | None = None
+    degradation_level: float = 0.0
+    noise_seed: int = 0
+    text_area: float = 0.0
+    caption: str = ""
+    _text_mask: np.ndarray | None = field(default=None, repr=False)
+    _text_layer: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def motion(self) -> str:
+        return "static" if self.speed == 0 else "pan"
+
+    def to_truth(self) -> dict:
+        return {
+            "motion": self.motion, "speed": round(self.speed, 4),
+            "direction_deg": DIRECTIONS[self.pan_direction] if self.speed else None,
+            "text_area": round(self.text_area, 5), "text": self.text,
+            "degradation": self.degradation, "degradation_level": round(self.degradation_level, 4),
+            "caption": self.caption,
+        }
+
+
+def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded: bool) -> Scene:
+    """Draw a scene's content; `static`, `text` and `degraded` are decided by the corpus plan."""
+    color_names = list(COLORS)
+    background = str(rng.choice(color_names))
+    shape_color = str(rng.choice([c for c in color_names if c != background]))
+    kind = str(rng.choice(SHAPES))
+    count = int(rng.integers(1, 4))
+    pan_direction = str(rng.choice(list(DIRECTIONS)))
+    shapes = [
+        Shape(kind, shape_color, float(rng.uniform(7, 14)), float(rng.uniform(0, 1)), float(rng.uniform(0, 1)),
+              float(rng.uniform(0, 360)))
+        for _ in range(count)
+    ]
+    scene = Scene(
+        background_color=background, pattern_seed=int(rng.integers(2**31)), shapes=shapes,
+        speed=0.0 if static else float(rng.uniform(0.4, 3.0)), pan_direction=pan_direction,
+        noise_seed=int(rng.integers(2**31)),
+    )
+    if text:
+        scene.text = str(rng.choice(OVERLAY_TEXTS))
+        scene.text_size = int(rng.choice([9, 12, 15, 19]))
+        scene.text_lines = int(rng.integers(1, 3))
+    if degraded:
+        scene.degradation = str(rng.choice(DEGRADATIONS))
+        scene.degradation_level = float(rng.uniform(0.5, 1.0))
+    return scene
+
+
+class SceneRenderer:
+    """Renders frames of one scene at a fixed frame size; the text layer and pattern are built once."""
+
+    def __init__(self, scene: Scene, width: int, height: int):
+        self.scene, self.width, self.height = scene, width, height
+        self.ys, self.xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        rng = np.random.default_rng(scene.pattern_seed)
+        # Six plane waves per channel: wavelengths of 12-70 px survive the 16 px downscale of the flow scorer.
+        k = rng.uniform(2 * np.pi / 70, 2 * np.pi / 12, size=(3, 6, 1))
+        theta = rng.uniform(0, 2 * np.pi, size=(3, 6, 1))
+        self.wave_kx, self.wave_ky = k * np.cos(theta), k * np.sin(theta)
+        phase = self.wave_kx * self.xs.reshape(1, 1, -1) + self.wave_ky * self.ys.reshape(1, 1, -1)
+        phase += rng.uniform(0, 2 * np.pi, size=(3, 6, 1))
+        # A shifted plane wave is sin(P - s) = sin P cos s - cos P sin s: two small matrix products per frame.
+        self.sin_phase, self.cos_phase = np.sin(phase).astype(np.float32), np.cos(phase).astype(np.float32)
+        self.base = np.array(COLORS[scene.background_color], dtype=np.float32)
+        self.text_mask, self.text_layer, scene.text_area = self._render_text()
+
+    def _render_text(self) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+        """Draw the overlay once; its area is the sum of the tight line boxes over the frame area."""
+        scene = self.scene
+        if not scene.text:
+            return None, None, 0.0
+        font = ImageFont.load_default(size=scene.text_size)
+        layer = Image.new("L", (self.width, self.height), 0)
+        draw = ImageDraw.Draw(layer)
+        area = 0
+        line_height = int(scene.text_size * 1.5)
+        top = self.height - 4 - line_height * scene.text_lines
+        for line in range(scene.text_lines):
+            words = scene.text if line == 0 else scene.text.split()[0]
+            x0, y0, x1, y1 = draw.textbbox((0, 0), words, font=font)
+            left = max(2, (self.width - (x1 - x0)) // 2) - x0
+            y = top + line * line_height - y0
+            draw.text((left, y), words, fill=255, font=font)
+            box = draw.textbbox((left, y), words, font=font)
+            box = (max(box[0], 0), max(box[1], 0), min(box[2], self.width), min(box[3], self.height))
+            area += max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+        mask = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
+        # A dark outline (dilated mask) keeps the white letters legible on any background.
+        outline = cv2.dilate(mask[..., 0], np.ones((3, 3), np.uint8))[..., None]
+        return np.maximum(mask, outline), np.where(mask > 0, 255.0, 0.0).astype(np.float32), area / (
+            self.width * self.height)
+
+    def render(self, t: float) -> np.ndarray:
+        scene = self.scene
+        angle = np.deg2rad(DIRECTIONS[scene.pan_direction])
+        dx, dy = scene.speed * t * np.cos(angle), scene.speed * t * np.sin(angle)
+        frame = self._background(dx, dy)
+        for shape in scene.shapes:
+            self._draw_shape(frame, shape, t, dx, dy)
+        if self.text_mask is not None:
+            frame = frame * (1 - self.text_mask) + self.text_layer * self.text_mask
+        return self._degrade(np.clip(frame, 0, 255), t).astype(np.uint8)
+
+    def _background(self, dx: float, dy: float) -> np.ndarray:
+        shift = (self.wave_kx * dx + self.wave_ky * dy)[..., 0].astype(np.float32)
+        texture = np.einsum("cw,cwp->cp", np.cos(shift), self.sin_phase) - np.einsum(
+            "cw,cwp->cp", np.sin(shift), self.cos_phase)
+        texture = texture.T.reshape(self.height, self.width, 3) / self.sin_phase.shape[1]
+        return self.base * 0.6 + 70.0 * texture + 40.0
+
+    def _draw_shape(self, frame: np.ndarray, shape: Shape, t: float, dx: float, dy: float) -> None:
+        """Shapes ride on the panning background and also move on their own at the scene's speed."""
+        own = np.deg2rad(shape.direction_deg)
+        cx = (shape.x * self.width + dx + self.scene.speed * t * np.cos(own)) % self.width
+        cy = (shape.y * self.height + dy + self.scene.speed * t * np.sin(own)) % self.height
+        # Distances on the torus so shapes wrap around the frame edges without popping.
+        ddx = np.abs(self.xs - cx)
+        ddx = np.minimum(ddx, self.width - ddx)
+        ddy = np.abs(self.ys - cy)
+        ddy = np.minimum(ddy, self.height - ddy)
+        inside = (ddx**2 + ddy**2 <= shape.radius**2) if shape.kind == "circle" else (
+            (ddx <= shape.radius) & (ddy <= shape.radius))
+        frame[inside] = COLORS[shape.color]
+
+    def _degrade(self, frame: np.ndarray, t: float) -> np.ndarray:
+        scene = self.scene
+        level = scene.degradation_level
+        if scene.degradation == "blur":
+            return cv2.GaussianBlur(frame, (0, 0), sigmaX=1.0 + 2.5 * level)
+        if scene.degradation == "noise":
+            rng = np.random.default_rng([scene.noise_seed, int(round(t)) % 100000])
+            return np.clip(frame + rng.normal(0, 10 + 30 * level, frame.shape), 0, 255)
+        if scene.degradation == "low_contrast":
+            gain = 0.6 - 0.4 * level
+            return frame.mean(axis=(0, 1), keepdims=True) * (1 - gain) + frame * gain
+        return frame
+
+
+def caption_for(scene: Scene) -> str:
+    """A template caption that states what the scene shows (the synthetic corpus' ground-truth caption)."""
+    shapes = scene.shapes
+    noun = shapes[0].kind + ("s" if len(shapes) > 1 else "")
+    count = {1: "a", 2: "two", 3: "three"}[len(shapes)]
+    what = f"{count} {shapes[0].color} {noun}"
+    if scene.speed == 0:
+        motion = "standing still"
+    else:
+        pace = "slowly" if scene.speed < 1.0 else ("steadily" if scene.speed < 2.0 else "quickly")
+        motion = f"moving {pace} as the camera pans {scene.pan_direction}"
+    quality = {None: "", "blur": "a blurry shot of ", "noise": "a grainy shot of ",
+               "low_contrast": "a washed-out shot of "}[scene.degradation]
+    text = f", with the words '{scene.text}' on screen" if scene.text else ""
+    return f"{quality}{what} {motion} over a {scene.background_color} textured background{text}"

@@ -1,0 +1,18 @@
+"""Tasks: the only layer that wires data, models, stages and callbacks together.
+
+Each task module has `run(cfg, ctx) -> dict`; an experiment picks one with its `task:` key.
+"""
+
+import importlib
+
+TASKS = {
+    "corpus": "lightning_svd.tasks.corpus",
+}
+
+
+def get_task(name: str):
+    from ..errors import UserError
+
+    if name not in TASKS:
+        raise UserError(f"unknown task '{name}'; registered tasks: {', '.join(sorted(TASKS))}")
+    return importlib.import_module(TASKS[name]).run
