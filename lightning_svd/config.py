@@ -131,7 +131,7 @@ def checked_value(key: str, node, value, raw: str):
 def all_keys(node, prefix: str = "") -> list[str]:
     keys = []
     if isinstance(node, DictConfig):
-        for k in node.keys():
+        for k in node:
             full = f"{prefix}{k}"
             keys.append(full)
             child = node._get_node(k)
