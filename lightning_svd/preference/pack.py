@@ -1,0 +1,144 @@
+"""The study pack: manifest.json (prompts, arms, one video per arm and prompt) and the videos beside it.
+
+The pack is the contract with the sample-collection callback. Loading checks it completely, so a broken pack
+fails at start-up with a message naming the entry, not halfway through a rater's session.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning_svd.errors import UserError
+
+ATTENTION_PREFIX = "degraded:"
+MAX_NAME_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PackVideo:
+    arm: str
+    prompt_id: str
+    relative_path: str
+    path: Path
+
+
+def resolve_inside(root: Path, relative_path: str) -> Path:
+    """The file `relative_path` names under `root`, refusing anything (`..`, absolute, symlink) that leaves it."""
+    if not isinstance(relative_path, str) or not relative_path or "\x00" in relative_path:
+        raise UserError(f"video path {relative_path!r} in {root / 'manifest.json'} must be a non-empty string")
+    candidate = Path(relative_path)
+    if candidate.is_absolute():
+        raise UserError(f"video path {relative_path!r} must be relative to the pack folder {root}")
+    resolved = (root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise UserError(f"video path {relative_path!r} points outside the pack folder {root}")
+    if not resolved.is_file():
+        raise UserError(f"video {relative_path!r} listed in {root / 'manifest.json'} does not exist")
+    return resolved
+
+
+def _check_name(value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_LENGTH or not value.isprintable():
+        raise UserError(f"{what} {value!r} in manifest.json must be a printable string of 1 to {MAX_NAME_LENGTH} "
+                        "characters")
+    return value
+
+
+@dataclass(frozen=True)
+class StudyPack:
+    """A validated study pack: every arm has exactly one video for every prompt, all inside `root`."""
+
+    root: Path
+    prompts: tuple[Prompt, ...]
+    arms: tuple[str, ...]
+    videos: dict[tuple[str, str], PackVideo]
+
+    @classmethod
+    def load(cls, root) -> "StudyPack":
+        if root is None or str(root) == "":
+            raise UserError("no study pack given: pass study.pack=DIR (a folder with manifest.json and videos; "
+                            "`python -m lightning_svd.preference.demo_pack DIR` writes a demo one)")
+        root = Path(root).expanduser().resolve()
+        manifest_path = root / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError(f"study pack {root} has no manifest.json; set study.pack to a folder that has one")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UserError(f"{manifest_path} is not readable JSON: {error}") from error
+        if not isinstance(manifest, dict) or not {"prompts", "arms", "videos"} <= manifest.keys():
+            raise UserError(f"{manifest_path} must be an object with the keys prompts, arms and videos")
+        prompts = cls._prompts(manifest["prompts"], manifest_path)
+        arms = cls._arms(manifest["arms"], manifest_path)
+        videos = cls._videos(manifest["videos"], root, {p.id for p in prompts}, set(arms), manifest_path)
+        for arm in arms:
+            for prompt in prompts:
+                if (arm, prompt.id) not in videos:
+                    raise UserError(f"{manifest_path} has no video for arm {arm!r} on prompt {prompt.id!r}: "
+                                    "every arm needs one video per prompt")
+        return cls(root=root, prompts=prompts, arms=arms, videos=videos)
+
+    @staticmethod
+    def _prompts(entries, manifest_path: Path) -> tuple[Prompt, ...]:
+        if not isinstance(entries, list) or not entries:
+            raise UserError(f"{manifest_path}: prompts must be a non-empty list of {{\"id\", \"text\"}} objects")
+        prompts = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not {"id", "text"} <= entry.keys():
+                raise UserError(f"{manifest_path}: prompt entry {entry!r} needs an id and a text")
+            prompts.append(Prompt(_check_name(entry["id"], "prompt id"), _check_text(entry["text"], entry["id"])))
+        ids = [p.id for p in prompts]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise UserError(f"{manifest_path}: prompt ids must be unique, repeated: {duplicates}")
+        return tuple(prompts)
+
+    @staticmethod
+    def _arms(entries, manifest_path: Path) -> tuple[str, ...]:
+        if not isinstance(entries, list) or len(entries) < 2:
+            raise UserError(f"{manifest_path}: arms must be a list of at least two names to compare")
+        arms = tuple(_check_name(arm, "arm") for arm in entries)
+        if len(set(arms)) != len(arms):
+            raise UserError(f"{manifest_path}: arm names must be unique, got {list(arms)}")
+        reserved = [arm for arm in arms if arm.startswith(ATTENTION_PREFIX)]
+        if reserved:
+            raise UserError(f"{manifest_path}: arm names may not start with {ATTENTION_PREFIX!r} (reserved for "
+                            f"attention checks): {reserved}")
+        return arms
+
+    @staticmethod
+    def _videos(entries, root: Path, prompt_ids: set[str], arms: set[str],
+                manifest_path: Path) -> dict[tuple[str, str], PackVideo]:
+        if not isinstance(entries, list):
+            raise UserError(f"{manifest_path}: videos must be a list of {{\"arm\", \"prompt_id\", \"path\"}}")
+        videos = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or not {"arm", "prompt_id", "path"} <= entry.keys():
+                raise UserError(f"{manifest_path}: video entry {entry!r} needs arm, prompt_id and path")
+            arm, prompt_id = entry["arm"], entry["prompt_id"]
+            if arm not in arms:
+                raise UserError(f"{manifest_path}: video {entry['path']!r} has arm {arm!r}, not one of {sorted(arms)}")
+            if prompt_id not in prompt_ids:
+                raise UserError(f"{manifest_path}: video {entry['path']!r} has unknown prompt_id {prompt_id!r}")
+            if (arm, prompt_id) in videos:
+                raise UserError(f"{manifest_path}: two videos for arm {arm!r} on prompt {prompt_id!r}")
+            path = resolve_inside(root, entry["path"])
+            if path.suffix.lower() != ".mp4":
+                raise UserError(f"{manifest_path}: video {entry['path']!r} must be an H.264 .mp4 file")
+            videos[(arm, prompt_id)] = PackVideo(arm, prompt_id, entry["path"], path)
+        return videos
+
+    def prompt_text(self, prompt_id: str) -> str:
+        return next(p.text for p in self.prompts if p.id == prompt_id)
+
+
+def _check_text(value, prompt_id) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"prompt {prompt_id!r} in manifest.json needs a non-empty text")
+    return value

@@ -1,0 +1,174 @@
+"""The study behind the web page: hands out pairs, records votes, imports and exports them, ranks the arms.
+
+Videos are addressed by opaque ids (a keyed hash of their path), so neither a URL nor a file name tells a
+rater which arm made a video.
+"""
+
+import csv
+import hashlib
+import hmac
+import io
+import random
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from lightning_svd.errors import UserError
+from lightning_svd.preference.assignment import QUESTIONS, Assigner, attention_tasks, study_tasks
+from lightning_svd.preference.attention import ensure_attention_videos
+from lightning_svd.preference.pack import ATTENTION_PREFIX, PackVideo, StudyPack
+from lightning_svd.preference.problems import InvalidInput
+from lightning_svd.preference.results import compute_results
+from lightning_svd.preference.settings import StudySettings
+from lightning_svd.preference.store import Issue, Task, Vote, VoteStore
+
+MAX_RATER_LENGTH = 64
+EXPORT_COLUMNS = ("rater", "prompt_id", "question", "left_arm", "right_arm", "choice", "winner", "loser",
+                  "is_attention_check", "source", "seconds_on_item", "created_at")
+IMPORT_COLUMNS = ("rater", "prompt_id", "question", "left_arm", "right_arm", "choice")
+
+
+def validate_rater(value) -> str:
+    """A rater name or token: 1 to 64 printable characters, surrounding spaces dropped."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("rater is required: a name or token of 1 to 64 printable characters")
+    rater = value.strip()
+    if len(rater) > MAX_RATER_LENGTH or not rater.isprintable():
+        raise InvalidInput(f"rater must be 1 to {MAX_RATER_LENGTH} printable characters")
+    return rater
+
+
+class PreferenceStudy:
+    def __init__(self, pack: StudyPack, store: VoteStore, settings: StudySettings,
+                 videos: dict[tuple[str, str], PackVideo]):
+        self.pack, self.store, self.settings = pack, store, settings
+        key = store.secret().encode()
+        self.video_ids = {
+            arm_prompt: hmac.new(key, video.relative_path.encode(), hashlib.sha256).hexdigest()[:32]
+            for arm_prompt, video in videos.items()
+        }
+        self.video_files = {self.video_ids[arm_prompt]: video.path for arm_prompt, video in videos.items()}
+        checks = attention_tasks(pack) if settings.attention_check_rate > 0 else []
+        self.assigner = Assigner(study_tasks(pack), checks, settings.votes_per_pair,
+                                 settings.attention_check_rate, random.Random(secrets.randbits(64)))
+        self._results_lock = threading.Lock()
+        self._results_cache: tuple[tuple[int, int], dict] | None = None
+
+    @classmethod
+    def open(cls, pack: StudyPack, db_path: Path, settings: StudySettings) -> "PreferenceStudy":
+        videos = dict(pack.videos)
+        if settings.attention_check_rate > 0:
+            videos.update(ensure_attention_videos(pack, settings.seed))
+        return cls(pack, VoteStore(db_path), settings, videos)
+
+    def next_item(self, rater: str) -> dict:
+        """The rater's unanswered pair if there is one, else a new one; {"done": true} when nothing is left."""
+        now = time.time()
+        with self.store.transaction() as tx:
+            seen = tx.tasks_of(rater)
+            demand = tx.demand(other_than=rater, open_since=now - self.settings.issue_timeout_s)
+            answered = tx.count_votes(rater)
+            issue = tx.latest_open_issue(rater)
+            if issue is None:
+                task = self.assigner.choose(demand, seen)
+                if task is None:
+                    return {"done": True, "progress": {"answered": answered, "more": 0}}
+                left, right = self.assigner.sides(task)
+                issue = Issue(secrets.token_urlsafe(18), rater, task, left, right, now)
+                tx.add_issue(issue)
+                seen.add(task)
+            more = self.assigner.remaining(demand, seen)
+        return {
+            "pair_id": issue.pair_id,
+            "question": issue.task.question,
+            "question_text": QUESTIONS[issue.task.question],
+            "prompt": self.pack.prompt_text(issue.task.prompt_id),
+            "left": {"url": self._video_url(issue.left_arm, issue.task.prompt_id)},
+            "right": {"url": self._video_url(issue.right_arm, issue.task.prompt_id)},
+            "progress": {"answered": answered, "more": more},
+        }
+
+    def _video_url(self, arm: str, prompt_id: str) -> str:
+        return f"/video/{self.video_ids[(arm, prompt_id)]}"
+
+    def vote(self, rater: str, pair_id: str, question: str, choice: str) -> dict:
+        status = self.store.record(rater, pair_id, question, choice, time.time())
+        return {"status": status}
+
+    def video_path(self, video_id: str) -> Path | None:
+        return self.video_files.get(video_id)
+
+    def votes(self) -> list[Vote]:
+        return self.store.votes()
+
+    def export_csv(self) -> str:
+        """Every vote, one row each, in the columns import_csv reads back."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for vote in self.store.votes():
+            writer.writerow([vote.rater, vote.task.prompt_id, vote.task.question, vote.left_arm, vote.right_arm,
+                             vote.choice, vote.winner, vote.loser, int(vote.task.is_attention_check), vote.source,
+                             "" if vote.seconds_on_item is None else f"{vote.seconds_on_item:.3f}",
+                             f"{vote.created_at:.3f}"])
+        return buffer.getvalue()
+
+    def import_csv(self, path: Path) -> dict[str, int]:
+        """Add votes from a CSV (e.g. an external rating platform); needs the columns in IMPORT_COLUMNS.
+
+        Other columns (such as the rest of an export) are ignored. Importing the same file twice is harmless.
+        """
+        path = Path(path).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"cannot read study.import_csv file {path}: {error}") from error
+        reader = csv.DictReader(io.StringIO(text))
+        missing = [c for c in IMPORT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path} lacks the columns {missing}; it needs {list(IMPORT_COLUMNS)}")
+        votes = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                votes.append(self._imported_vote(row, f"import:{path.name}"))
+            except InvalidInput as error:
+                raise UserError(f"{path} line {line}: {error}") from error
+        return self.store.import_votes(votes)
+
+    def _imported_vote(self, row: dict, source: str) -> Vote:
+        rater = validate_rater(row["rater"])
+        prompt_id, question, choice = row["prompt_id"], row["question"], row["choice"]
+        left_arm, right_arm = row["left_arm"], row["right_arm"]
+        if prompt_id not in {p.id for p in self.pack.prompts}:
+            raise InvalidInput(f"prompt_id {prompt_id!r} is not in the pack")
+        if question not in QUESTIONS:
+            raise InvalidInput(f"question {question!r} must be one of {list(QUESTIONS)}")
+        if choice not in ("left", "right"):
+            raise InvalidInput(f"choice {choice!r} must be 'left' or 'right' (ties are not part of the protocol)")
+        plain = {arm.removeprefix(ATTENTION_PREFIX) for arm in (left_arm, right_arm)}
+        degraded = [arm for arm in (left_arm, right_arm) if arm.startswith(ATTENTION_PREFIX)]
+        if not plain <= set(self.pack.arms) or left_arm == right_arm or (degraded and len(plain) != 1):
+            raise InvalidInput(f"arms {left_arm!r} and {right_arm!r} must be two different arms of the pack "
+                               f"{list(self.pack.arms)} (or an arm and its {ATTENTION_PREFIX}copy)")
+        created_at = _optional_float(row.get("created_at"), "created_at") or time.time()
+        winner, loser = (left_arm, right_arm) if choice == "left" else (right_arm, left_arm)
+        return Vote(rater, Task.of(prompt_id, left_arm, right_arm, question), left_arm, right_arm, choice, winner,
+                    loser, None, source, _optional_float(row.get("seconds_on_item"), "seconds_on_item"), created_at)
+
+    def results(self) -> dict:
+        """Rankings from the votes so far; recomputed only when a vote was added."""
+        with self._results_lock:
+            version = self.store.version()
+            if self._results_cache is None or self._results_cache[0] != version:
+                self._results_cache = (version, compute_results(self.pack, self.store.votes(), self.settings))
+            return self._results_cache[1]
+
+
+def _optional_float(value, column: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError as error:
+        raise InvalidInput(f"{column} {value!r} must be a number") from error

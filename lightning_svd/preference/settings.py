@@ -1,0 +1,58 @@
+"""The study's knobs, read from the `study:` config section and checked once, with a message per bad key."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lightning_svd.errors import UserError
+
+
+def _number(value, name: str, low: float, high: float, integer: bool = False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        what = "an integer" if integer else "a number"
+        raise UserError(f"study.{name} must be {what} between {low} and {high}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    votes_per_pair: int = 3
+    attention_check_rate: float = 0.1
+    attention_min_pass_rate: float = 0.75
+    issue_timeout_s: float = 600.0
+    elo_k: float = 1.0
+    elo_initial: float = 1000.0
+    elo_orders: int = 1000
+    bootstrap_rounds: int = 1000
+    bradley_terry_ridge: float = 0.01
+    interval: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def from_mapping(cls, section: Mapping) -> "StudySettings":
+        """Build from a plain dict shaped like the `study:` section of experiments/preference_study.yaml."""
+        elo, bradley_terry = section.get("elo"), section.get("bradley_terry")
+        if not isinstance(elo, Mapping) or not isinstance(bradley_terry, Mapping):
+            raise UserError("study.elo and study.bradley_terry must be mappings (see preference_study.yaml)")
+        host = section.get("host")
+        if not isinstance(host, str) or not host:
+            raise UserError(f"study.host must be an address such as 127.0.0.1, got {host!r}")
+        return cls(
+            host=host,
+            port=_number(section.get("port"), "port", 0, 65535, integer=True),
+            votes_per_pair=_number(section.get("votes_per_pair"), "votes_per_pair", 1, 1000, integer=True),
+            attention_check_rate=_number(section.get("attention_check_rate"), "attention_check_rate", 0.0, 0.9),
+            attention_min_pass_rate=_number(section.get("attention_min_pass_rate"), "attention_min_pass_rate",
+                                            0.0, 1.0),
+            issue_timeout_s=_number(section.get("issue_timeout_s"), "issue_timeout_s", 1.0, 7 * 24 * 3600.0),
+            elo_k=_number(elo.get("k"), "elo.k", 1e-6, 1000.0),
+            elo_initial=_number(elo.get("initial"), "elo.initial", -1e9, 1e9),
+            elo_orders=_number(elo.get("orders"), "elo.orders", 1, 100000, integer=True),
+            bootstrap_rounds=_number(bradley_terry.get("bootstrap_rounds"), "bradley_terry.bootstrap_rounds",
+                                     1, 100000, integer=True),
+            bradley_terry_ridge=_number(bradley_terry.get("ridge"), "bradley_terry.ridge", 1e-9, 100.0),
+            interval=_number(section.get("interval"), "interval", 0.5, 0.999),
+            seed=_number(section.get("seed"), "seed", 0, 2**63 - 1, integer=True),
+        )

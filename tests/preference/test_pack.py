@@ -1,0 +1,82 @@
+"""Study packs: the demo pack is valid and browser-ready; every way a manifest can be wrong gets one clear error."""
+
+import json
+import os
+
+import av
+import pytest
+
+from lightning_svd.errors import UserError
+from lightning_svd.preference.demo_pack import main as demo_pack_main
+from lightning_svd.preference.pack import StudyPack
+
+
+def rewrite_manifest(pack_dir, change):
+    manifest = json.loads((pack_dir / "manifest.json").read_text())
+    change(manifest)
+    (pack_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_demo_pack_is_complete_and_browser_playable(pack_dir):
+    pack = StudyPack.load(pack_dir)
+    assert pack.arms == ("crisp", "wobbly", "degraded")
+    assert len(pack.prompts) == 3 and len(pack.videos) == 9
+    for video in pack.videos.values():
+        assert video.path.is_relative_to(pack.root)
+        with av.open(str(video.path)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264"
+            assert stream.codec_context.profile in ("Main", "Constrained Baseline", "Baseline")
+            assert stream.codec_context.pix_fmt == "yuv420p"
+            assert sum(1 for _ in container.decode(stream)) == 12
+        head = video.path.read_bytes()[:64]
+        assert head.index(b"moov") < 64, "the index must come first so playback starts while loading"
+
+
+def test_demo_pack_command_line(tmp_path, capsys):
+    demo_pack_main([str(tmp_path / "cli_pack"), "--prompts", "2", "--arms", "2", "--frames", "4"])
+    pack = StudyPack.load(tmp_path / "cli_pack")
+    assert pack.arms == ("crisp", "degraded") and len(pack.videos) == 4
+    assert "manifest.json" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        demo_pack_main([str(tmp_path / "bad"), "--arms", "9"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["videos"][0].update(path="../outside.mp4"), "outside the pack"),
+    (lambda m: m["videos"][0].update(path="/etc/passwd"), "must be relative"),
+    (lambda m: m["videos"][0].update(path="videos/none.mp4"), "does not exist"),
+    (lambda m: m["videos"].pop(), "has no video for arm"),
+    (lambda m: m["videos"].append(dict(m["videos"][0])), "two videos"),
+    (lambda m: m["videos"][0].update(arm="ghost"), "not one of"),
+    (lambda m: m["videos"][0].update(prompt_id="ghost"), "unknown prompt_id"),
+    (lambda m: m.update(arms=["crisp"]), "at least two"),
+    (lambda m: m.update(arms=["crisp", "crisp", "degraded"]), "unique"),
+    (lambda m: m["arms"].append("degraded:x"), "reserved"),
+    (lambda m: m["prompts"].append(dict(m["prompts"][0])), "repeated"),
+    (lambda m: m["prompts"][0].update(text=""), "non-empty text"),
+    (lambda m: m.pop("arms"), "keys prompts, arms and videos"),
+])
+def test_broken_manifests_fail_with_a_message(pack_dir, change, message):
+    rewrite_manifest(pack_dir, change)
+    with pytest.raises(UserError, match=message):
+        StudyPack.load(pack_dir)
+
+
+def test_symlink_leaving_the_pack_is_refused(pack_dir, tmp_path):
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(b"not yours")
+    os.symlink(outside, pack_dir / "videos" / "link.mp4")
+    rewrite_manifest(pack_dir, lambda m: m["videos"][0].update(path="videos/link.mp4"))
+    with pytest.raises(UserError, match="outside the pack"):
+        StudyPack.load(pack_dir)
+
+
+def test_missing_pack_and_unreadable_manifest(tmp_path):
+    with pytest.raises(UserError, match="study.pack=DIR"):
+        StudyPack.load(None)
+    with pytest.raises(UserError, match="no manifest.json"):
+        StudyPack.load(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(UserError, match="not readable JSON"):
+        StudyPack.load(tmp_path)
