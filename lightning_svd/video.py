@@ -17,7 +17,8 @@ def write_video(
 ) -> Path:
     """Encode an iterable of (H, W, 3) uint8 RGB frames as H.264 (yuv420p, main profile) into an MP4.
 
-    x264 runs single-threaded so the same frames always give the same bytes, on any machine.
+    x264 runs single-threaded and without macroblock-tree rate control, so the same frames always give the same
+    bytes: with mbtree on, the same frames encoded twice in one process were seen to come out different.
     The file is written beside its destination and renamed into place, so a crash leaves no half video.
     """
     path = Path(path)
@@ -33,9 +34,9 @@ def write_video(
                 stream.time_base = time_base
                 stream.options = {
                     "crf": str(crf), "g": str(keyframe_interval), "preset": preset,
-                    "threads": "1", "profile": "main",
+                    "threads": "1", "profile": "main", "x264-params": "mbtree=0",
                 }
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
             video_frame.pts, video_frame.time_base = index, time_base
             container.mux(stream.encode(video_frame))
         if stream is None:
@@ -43,6 +44,27 @@ def write_video(
         container.mux(stream.encode(None))
     partial.replace(path)
     return path
+
+
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range Y'CbCr with 2x2-averaged chroma, as the (H * 3/2, W) plane stack PyAV expects.
+
+    Done here so the encoder's input never depends on swscale's build or flags.
+    """
+    if frame.shape[0] % 4 or frame.shape[1] % 2:
+        raise ValueError(f"frame size {frame.shape[1]}x{frame.shape[0]}: height must be a multiple of 4, width even")
+    rgb = frame.astype(np.float32) / 255.0
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    height, width = y.shape
+
+    def subsample(plane):
+        return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3)).reshape(height // 4, width)
+
+    planes = np.concatenate([y, subsample(cb), subsample(cr)], axis=0)
+    return np.clip(np.round(planes), 0, 255).astype(np.uint8)
 
 
 def read_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:

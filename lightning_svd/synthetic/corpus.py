@@ -52,8 +52,9 @@ class CorpusSpec:
     def validate(self) -> None:
         if self.num_videos < 1:
             raise UserError(f"corpus.num_videos must be at least 1, got {self.num_videos}")
-        if self.width % 2 or self.height % 2 or self.width < 32 or self.height < 32:
-            raise UserError(f"corpus.width and corpus.height must be even and >= 32, got {self.width}x{self.height}")
+        if self.width % 4 or self.height % 4 or self.width < 32 or self.height < 32:
+            raise UserError(
+                f"corpus.width and corpus.height must be multiples of 4 and >= 32, got {self.width}x{self.height}")
         if not 0 < self.min_seconds <= self.max_seconds:
             raise UserError("corpus.min_seconds must be positive and at most corpus.max_seconds")
         if self.min_seconds < 2 * self.min_scene_seconds:

@@ -5,7 +5,7 @@ be measured against ground truth. A scene renders any local time `t` (frames sin
 negative and past its end included, so transitions can blend two scenes that both keep moving.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -51,8 +51,6 @@ class Scene:
     noise_seed: int = 0
     text_area: float = 0.0
     caption: str = ""
-    _text_mask: np.ndarray | None = field(default=None, repr=False)
-    _text_layer: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def motion(self) -> str:
@@ -112,7 +110,7 @@ class SceneRenderer:
         # A shifted plane wave is sin(P - s) = sin P cos s - cos P sin s: two small matrix products per frame.
         self.sin_phase, self.cos_phase = np.sin(phase).astype(np.float32), np.cos(phase).astype(np.float32)
         self.base = np.array(COLORS[scene.background_color], dtype=np.float32)
-        self.text_mask, self.text_layer, scene.text_area = self._render_text()
+        self.text_outline, self.text_letters, scene.text_area = self._render_text()
 
     def _render_text(self) -> tuple[np.ndarray | None, np.ndarray | None, float]:
         """Draw the overlay once; its area is the sum of the tight line boxes over the frame area."""
@@ -134,11 +132,10 @@ class SceneRenderer:
             box = draw.textbbox((left, y), words, font=font)
             box = (max(box[0], 0), max(box[1], 0), min(box[2], self.width), min(box[3], self.height))
             area += max(0, box[2] - box[0]) * max(0, box[3] - box[1])
-        mask = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
-        # A dark outline (dilated mask) keeps the white letters legible on any background.
-        outline = cv2.dilate(mask[..., 0], np.ones((3, 3), np.uint8))[..., None]
-        return np.maximum(mask, outline), np.where(mask > 0, 255.0, 0.0).astype(np.float32), area / (
-            self.width * self.height)
+        letters = np.asarray(layer) > 90
+        # A one-pixel dark outline keeps the white letters legible on any background.
+        outline = cv2.dilate(letters.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        return outline, letters, area / (self.width * self.height)
 
     def render(self, t: float) -> np.ndarray:
         scene = self.scene
@@ -147,8 +144,9 @@ class SceneRenderer:
         frame = self._background(dx, dy)
         for shape in scene.shapes:
             self._draw_shape(frame, shape, t, dx, dy)
-        if self.text_mask is not None:
-            frame = frame * (1 - self.text_mask) + self.text_layer * self.text_mask
+        if self.text_outline is not None:
+            frame[self.text_outline] = 0.0
+            frame[self.text_letters] = 255.0
         return self._degrade(np.clip(frame, 0, 255), t).astype(np.uint8)
 
     def _background(self, dx: float, dy: float) -> np.ndarray:

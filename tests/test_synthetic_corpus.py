@@ -1,0 +1,109 @@
+import json
+
+import av
+import numpy as np
+import pytest
+
+from lightning_svd.errors import UserError
+from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus, load_truth
+from lightning_svd.synthetic.corpus import plan_video
+from lightning_svd.synthetic.scenes import SceneRenderer
+from lightning_svd.video import read_frames
+
+
+def frame_differences(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between each frame and the one before it (index i: frames i-1 -> i)."""
+    diffs = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
+    return np.concatenate([[0.0], diffs])
+
+
+def test_same_seed_gives_same_truth_bytes_and_same_frames(small_corpus, small_corpus_spec, tmp_path):
+    again = ensure_corpus(small_corpus_spec, tmp_path, progress=False)
+    for first, second in zip(corpus_videos(small_corpus), corpus_videos(again), strict=True):
+        assert first.with_suffix(".json").read_bytes() == second.with_suffix(".json").read_bytes()
+        np.testing.assert_array_equal(read_frames(first), read_frames(second))
+
+
+def test_other_seed_gives_other_corpus(tmp_path):
+    a = plan_video(CorpusSpec(seed=1), 0)
+    b = plan_video(CorpusSpec(seed=2), 0)
+    assert [s.caption or s.pattern_seed for s in a[0]] != [s.caption or s.pattern_seed for s in b[0]]
+
+
+def test_videos_decode_with_pyav_as_recorded(small_corpus, small_corpus_spec):
+    videos = corpus_videos(small_corpus)
+    assert len(videos) == small_corpus_spec.num_videos
+    for video in videos:
+        truth = load_truth(video)
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264"
+            assert float(stream.average_rate) == pytest.approx(truth["fps"])
+            frames = [f for f in container.decode(stream)]
+        assert len(frames) == truth["num_frames"]
+        assert (frames[0].width, frames[0].height) == (truth["width"], truth["height"])
+        spans = sorted((s["start_frame"], s["end_frame"]) for s in truth["scenes"])
+        assert spans[0][0] == 0 and spans[-1][1] == truth["num_frames"]
+        assert 4.0 <= truth["duration_s"] <= 8.0
+
+
+def test_ground_truth_matches_the_pixels(small_corpus):
+    """Hard cuts jump exactly at the recorded frame, static scenes do not move, fades pass through black."""
+    checked = {"hard": 0, "static": 0, "fade": 0, "moving": 0}
+    for video in corpus_videos(small_corpus):
+        truth = load_truth(video)
+        frames = read_frames(video)
+        diffs = frame_differences(frames)
+        for cut in truth["cuts"]:
+            if cut["kind"] == "hard":
+                f = cut["frame"]
+                neighbours = max(diffs[f - 1], diffs[f + 1] if f + 1 < len(diffs) else 0.0)
+                assert diffs[f] > 1.4 * neighbours, f"{video.name}: no jump at hard cut {f}"
+                checked["hard"] += 1
+            if cut["kind"] == "fade":
+                darkest = frames[cut["start_frame"]:cut["end_frame"]].mean(axis=(1, 2, 3)).min()
+                assert darkest < 3.0
+                checked["fade"] += 1
+        for scene in truth["scenes"]:
+            inside = diffs[scene["start_frame"] + 1:scene["end_frame"]]
+            if scene["motion"] == "static" and scene["degradation"] != "noise":
+                assert inside.max() < 1.0, f"{video.name}: static scene {scene['index']} moves"
+                checked["static"] += 1
+            if scene["motion"] != "static" and scene["degradation"] is None:
+                assert inside.mean() > 2.0
+                checked["moving"] += 1
+    assert all(checked.values()), checked
+
+
+def test_scene_degradations_and_text_do_what_the_truth_says():
+    spec = CorpusSpec(seed=3)
+    scenes = [s for i in range(12) for s in plan_video(spec, i)[0]]
+    seen = set()
+    for scene in scenes:
+        renderer = SceneRenderer(scene, spec.width, spec.height)
+        degraded = renderer.render(5).astype(np.float32)
+        kind, scene.degradation = scene.degradation, None
+        clean = SceneRenderer(scene, spec.width, spec.height).render(5).astype(np.float32)
+        laplacian = lambda img: np.abs(np.diff(img, 2, axis=0)).mean() + np.abs(np.diff(img, 2, axis=1)).mean()  # noqa: E731
+        if kind == "blur":
+            assert laplacian(degraded) < 0.7 * laplacian(clean)
+        elif kind == "noise":
+            assert laplacian(degraded) > 1.5 * laplacian(clean)
+        elif kind == "low_contrast":
+            assert degraded.std(axis=(0, 1)).mean() < 0.6 * clean.std(axis=(0, 1)).mean()
+        if scene.text:
+            assert 0.01 < scene.text_area < 0.3
+            assert (clean == 255).all(axis=-1).mean() > 0.2 * scene.text_area
+        seen.add(kind)
+    assert {"blur", "noise", "low_contrast", None} <= seen
+
+
+def test_corpus_is_cached_and_spec_is_validated(small_corpus, small_corpus_spec, isolated_cache):
+    manifest = small_corpus / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    assert ensure_corpus(small_corpus_spec, isolated_cache, progress=False) == small_corpus
+    assert manifest.stat().st_mtime_ns == stamp
+    assert json.loads(manifest.read_text())["key"] == small_corpus_spec.key()
+    with pytest.raises(UserError, match="corpus.width"):
+        ensure_corpus(CorpusSpec(width=161), isolated_cache)
+    assert not list(isolated_cache.glob("corpus/*.partial-*"))
