@@ -91,8 +91,9 @@ def apply_override(cfg: DictConfig, text: str) -> None:
     if key in RUNNER_KEYS:
         raise UserError(f"'{key}=' may be given once, before other overrides")
     parent_key, _, leaf = key.rpartition(".")
+    # Keys are listed rather than tested with `in`, which is False for a key whose value is ??? (unset).
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    if not isinstance(parent, DictConfig) or leaf not in parent:
+    if not isinstance(parent, DictConfig) or leaf not in list(parent.keys()):
         if parent_key == "trainer" and isinstance(parent, DictConfig) and leaf in trainer_arguments():
             with open_dict(parent):
                 parent[leaf] = value

@@ -7,6 +7,7 @@ import importlib
 
 TASKS = {
     "corpus": "lightning_svd.tasks.corpus",
+    "study": "lightning_svd.tasks.study",
 }
 
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One-command set-up on a fresh machine: Debian packages (ffmpeg, tesseract-ocr, chromium) and a virtual
+# environment with the pinned Python packages. Safe to re-run: it only installs what is missing.
+#   scripts/setup.sh          library + test tools (pytest, ruff, diffusers, playwright)
+#   scripts/setup.sh --lib    library only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+requirements=requirements-test.txt
+[ "${1:-}" = "--lib" ] && requirements=requirements.txt
+
+missing=()
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v tesseract >/dev/null || missing+=(tesseract-ocr)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+stamp="$VENV/.installed-$(cat requirements.txt requirements-test.txt | sha256sum | cut -c1-16)-$requirements"
+if [ ! -f "$stamp" ]; then
+  echo "installing Python packages from $requirements into $VENV (the first time downloads torch: a few minutes)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$requirements"
+  "$VENV/bin/python" -m pip install -q --no-deps -e .
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+echo "ready: $VENV"

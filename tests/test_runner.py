@@ -1,0 +1,175 @@
+"""The experiment runner: composition order, every experiment config, errors (exit 2, nothing written), run dirs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from lightning_svd.cli import main
+from lightning_svd.config import EXPERIMENTS_DIR, list_experiments, load_config
+from lightning_svd.errors import UserError
+from lightning_svd.tasks import TASKS, get_task
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = sorted(list_experiments())
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("profile", ["tiny", "paper"])
+def test_every_experiment_resolves_in_both_profiles(experiment, profile, tmp_path):
+    """In the paper profile every required path is given a dummy file, as a user with real weights would."""
+    cfg = load_config(experiment, profile, check_paths=False)
+    overrides = []
+    for key in cfg.requires_paths:
+        dummy = tmp_path / key.replace(".", "_")
+        dummy.write_text("dummy")
+        overrides.append(f"{key}={dummy}")
+    cfg = load_config(experiment, profile, overrides)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["experiment"] == experiment and resolved["profile"] == profile
+    assert resolved["description"] and "\n" not in resolved["description"]
+    assert resolved["task"] in TASKS, f"{experiment}: task {resolved['task']} is not registered"
+
+
+def test_every_registered_task_has_a_run_function():
+    for name in TASKS:
+        assert callable(get_task(name))
+
+
+def test_layers_merge_in_order(tmp_path):
+    """defaults < profile < experiment < experiment's profile block < command line."""
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "defaults.yaml").write_text("experiment: ''\nprofile: tiny\ntask: corpus\ndescription: ''\n"
+                                            "requires_paths: []\na: 1\nb: 1\nc: 1\nd: 1\n")
+    (tmp_path / "profiles" / "tiny.yaml").write_text("b: 2\nc: 2\nd: 2\n")
+    (tmp_path / "exp.yaml").write_text("description: x\nc: 3\nd: 3\nprofile_overrides:\n  tiny:\n    d: 4\n")
+    cfg = load_config("exp", "tiny", ["a=5"], root=tmp_path)
+    assert (cfg.a, cfg.b, cfg.c, cfg.d) == (5, 2, 3, 4)
+    assert "profile_overrides" not in cfg
+
+
+def test_help_lists_every_experiment_with_its_description(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    for name, description in list_experiments().items():
+        assert any(line.split() and line.split()[0] == name and description in line for line in out.splitlines())
+
+
+def test_print_config_prints_the_resolved_config_and_runs_nothing(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "experiment=synthetic_corpus", f"runs_root={tmp_path}", "seed=5", "--print-config")
+    assert code == 0
+    printed = yaml.safe_load(out)
+    assert printed["seed"] == 5 and printed["task"] == "corpus"
+    assert "${" not in out
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["experiment=no_such_thing"], "unknown experiment 'no_such_thing'; valid experiments: "),
+        (["experiment=synthetic_corpus", "corpus.num_video=3"], "did you mean 'corpus.num_videos'?"),
+        (["experiment=synthetic_corpus", "trainer.max_step=3"], "did you mean 'trainer.max_steps'?"),
+        (["experiment=synthetic_corpus", "corpus.num_videos=many"], "corpus.num_videos expects an integer, got 'many'"),
+        (["experiment=synthetic_corpus", "corpus.min_seconds=abc"], "corpus.min_seconds expects a number"),
+        (["experiment=synthetic_corpus", "trainer.enable_progress_bar=2"], "expects true or false"),
+        (["experiment=synthetic_corpus", "profile=huge"], "unknown profile 'huge'; valid profiles: paper, tiny"),
+        (["experiment=synthetic_corpus", "corpus=3"], "'corpus' is a section"),
+        (["experiment=synthetic_corpus", "--fast"], "unknown option '--fast'"),
+        (["corpus.num_videos=2"], "no experiment given"),
+        (["experiment=synthetic_corpus", "nonsense"], "overrides look like key=value"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(capsys, tmp_path, args, message):
+    code, out, err = run_cli(capsys, *args, f"runs_root={tmp_path}")
+    assert code == 2
+    assert message in err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_valid_choices_are_listed_for_an_unknown_experiment(capsys, tmp_path):
+    _, _, err = run_cli(capsys, "experiment=nope", f"runs_root={tmp_path}")
+    for name in EXPERIMENTS:
+        assert name in err
+
+
+def test_trainer_keys_pass_through_to_lightning(tmp_path):
+    cfg = load_config("synthetic_corpus", "tiny", ["trainer.limit_val_batches=2", "trainer.strategy=ddp",
+                                                   "trainer.max_steps=2"])
+    assert cfg.trainer.limit_val_batches == 2 and cfg.trainer.strategy == "ddp" and cfg.trainer.max_steps == 2
+    from lightning import Trainer
+
+    trainer = Trainer(**{**OmegaConf.to_container(cfg.trainer), "strategy": "auto", "logger": False,
+                         "default_root_dir": str(tmp_path), "enable_checkpointing": False})
+    assert trainer.max_steps == 2
+
+
+def test_paper_profile_reports_every_missing_path_at_once(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "defaults.yaml").write_text(
+        "experiment: ''\nprofile: tiny\ntask: corpus\ndescription: ''\nrequires_paths: []\n"
+        "weights:\n  sd21: ???\n  clip: null\ndata:\n  source: /definitely/not/here\n")
+    (tmp_path / "profiles" / "paper.yaml").write_text("{}\n")
+    (tmp_path / "exp.yaml").write_text(
+        "description: x\nrequires_paths: [weights.sd21, weights.clip, data.source]\n")
+    with pytest.raises(UserError) as error:
+        load_config("exp", "paper", root=tmp_path)
+    text = str(error.value)
+    assert "missing 3" in text
+    for part in ("weights.sd21 (not set)", "weights.clip (not set)", "data.source=/definitely/not/here (not found)"):
+        assert part in text
+    present = tmp_path / "sd21.safetensors"
+    present.write_text("x")
+    with pytest.raises(UserError, match="missing 2"):
+        load_config("exp", "paper", [f"weights.sd21={present}"], root=tmp_path)
+
+
+def test_every_experiment_file_only_uses_known_top_level_sections():
+    """Experiments state only what differs; a stray top-level typo would silently be a new key."""
+    defaults = yaml.safe_load((EXPERIMENTS_DIR / "defaults.yaml").read_text())
+    for name in EXPERIMENTS:
+        data = yaml.safe_load((EXPERIMENTS_DIR / f"{name}.yaml").read_text())
+        assert "description" in data and "task" in data, name
+        assert not set(data) & {"experiment", "profile"}, f"{name} sets a runner key"
+        assert set(defaults) >= {"seed", "run_dir", "trainer"}
+
+
+def test_a_run_writes_its_directory(tmp_path):
+    """Through the real entry point: config.yaml, run.log, tensorboard events, results, the task's own output."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "run.py", "experiment=synthetic_corpus", f"run_dir={run_dir}", "corpus.num_videos=2",
+         "corpus.seed=11", "seed=3"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["seed"] == 3 and saved["corpus"]["num_videos"] == 2
+    assert "done" in (run_dir / "run.log").read_text()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["videos"] == 2 and results["scenes"] >= 4
+    assert (run_dir / "results.md").read_text().startswith("# Synthetic corpus")
+    assert (run_dir / "contact_sheet.png").stat().st_size > 1000
+
+
+def test_default_run_dir_is_runs_experiment_timestamp(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "experiment=synthetic_corpus", f"runs_root={tmp_path}", "corpus.num_videos=1",
+         "corpus.seed=11"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "synthetic_corpus").iterdir()
+    assert len(run_dir.name) == len("20261125-120000") and (run_dir / "config.yaml").is_file()
