@@ -346,12 +346,17 @@ fps_id, motion_bucket_id, cond_aug as 3 x 256 sinusoids). svd_t2v: the text-to-v
 motion score, 2 x 256). sd21: the SD 2.1 image UNet (stage-1 image model)."""
 
 
-def config_with_overrides(config: UNetConfig, overrides: Mapping[str, object]) -> UNetConfig:
-    """A copy of `config` with `overrides` applied; unknown option names fail with the valid ones listed."""
+def check_option_names(options: Mapping[str, object]) -> None:
+    """Fail on option names that are not UNetConfig fields, listing the valid ones."""
     valid = {f.name for f in dataclasses.fields(UNetConfig)}
-    unknown = sorted(set(overrides) - valid)
+    unknown = sorted(set(options) - valid)
     if unknown:
         raise ValueError(f"unknown UNet option(s) {unknown}; valid options: {sorted(valid)}")
+
+
+def config_with_overrides(config: UNetConfig, overrides: Mapping[str, object]) -> UNetConfig:
+    """A copy of `config` with `overrides` applied; unknown option names fail with the valid ones listed."""
+    check_option_names(overrides)
     return dataclasses.replace(config, **overrides)
 
 

@@ -12,15 +12,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from lightning_svd.models.state_dict_io import CheckpointError, read_state_dict, write_state_dict
-from lightning_svd.models.unet import UNetConfig, VideoUNet, config_with_overrides
+from lightning_svd.models.unet import UNetConfig, VideoUNet, check_option_names, config_with_overrides
 from lightning_svd.models.unet_diffusers import diffusers_config, sgm_to_diffusers_names, unet_config_from_diffusers
 
 OFFICIAL_PREFIX = "model.diffusion_model."
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"
 TEMPORAL_KEY = re.compile(r"\.(time_stack|time_mixer|time_pos_embed)\.")
 SHOWN_PER_LIST = 5
+HEADS_METADATA = "lightning_svd.unet_heads_per_level"
 
 
 def official_unet_tensors(tensors: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
@@ -36,46 +39,71 @@ def official_unet_tensors(tensors: Mapping[str, torch.Tensor], source: str) -> d
     )
 
 
-def infer_config(tensors: Mapping[str, torch.Tensor], source: str) -> UNetConfig:
-    """Architecture from tensor shapes. Head counts are not stored: 64 channels per head is assumed (SD 2.x,
-    SVD); pass `head_channels=` or `heads_per_level=` to load_unet for other models."""
+def infer_config(
+    tensors: Mapping[str, torch.Tensor], source: str, overrides: Mapping[str, object] | None = None
+) -> UNetConfig:
+    """Architecture from tensor shapes, with `overrides` applied on top.
+
+    Head counts are not stored in weight files: 64 channels per head is assumed (SD 2.x, SVD) unless
+    `head_channels` or `heads_per_level` is overridden.
+    """
     try:
         conv_in = tensors["input_blocks.0.0.weight"]
         model_channels = conv_in.shape[0]
         blocks = {int(k.split(".")[1]) for k in tensors if k.startswith("input_blocks.")}
         downsamples = sorted(i for i in blocks if f"input_blocks.{i}.0.op.weight" in tensors)
         num_res_blocks = downsamples[0] - 1 if downsamples else max(blocks)
-        levels = len(downsamples) + 1
-        first_blocks = [1 + level * (num_res_blocks + 1) for level in range(levels)]
-        channel_mult = tuple(
-            tensors[f"input_blocks.{i}.0.out_layers.3.weight"].shape[0] // model_channels for i in first_blocks
-        )
-        attention_levels = tuple(
-            level for level, i in enumerate(first_blocks) if f"input_blocks.{i}.1.proj_in.weight" in tensors
-        )
-        to_k = next(v for k, v in tensors.items() if k.endswith("transformer_blocks.0.attn2.to_k.weight"))
-        depth = len({k.split(".")[3] for k in tensors if k.startswith("middle_block.1.transformer_blocks.")})
+        first_blocks = [1 + level * (num_res_blocks + 1) for level in range(len(downsamples) + 1)]
         temporal_conv = tensors.get("middle_block.0.time_stack.in_layers.2.weight")
         label_emb = tensors.get("label_emb.0.0.weight")
-        return UNetConfig(
-            in_channels=conv_in.shape[1],
-            out_channels=tensors["out.2.weight"].shape[0],
-            model_channels=model_channels,
-            channel_mult=channel_mult,
-            num_res_blocks=num_res_blocks,
-            attention_levels=attention_levels,
-            transformer_depth=depth,
-            context_dim=to_k.shape[1],
-            adm_in_channels=None if label_emb is None else label_emb.shape[1],
-            linear_projection=tensors["middle_block.1.proj_in.weight"].ndim == 2,
-            temporal=temporal_conv is not None,
-            extra_ff_mix_layer=any(".time_stack.0.ff_in." in k for k in tensors),
-            temporal_kernel_size=3 if temporal_conv is None else temporal_conv.shape[2],
-        )
-    except (KeyError, StopIteration, IndexError, ValueError) as error:
+        inferred = {
+            "in_channels": conv_in.shape[1],
+            "out_channels": tensors["out.2.weight"].shape[0],
+            "model_channels": model_channels,
+            "channel_mult": tuple(
+                tensors[f"input_blocks.{i}.0.out_layers.3.weight"].shape[0] // model_channels for i in first_blocks
+            ),
+            "num_res_blocks": num_res_blocks,
+            "attention_levels": tuple(
+                level for level, i in enumerate(first_blocks) if f"input_blocks.{i}.1.proj_in.weight" in tensors
+            ),
+            "transformer_depth": len(
+                {k.split(".")[3] for k in tensors if k.startswith("middle_block.1.transformer_blocks.")}
+            ),
+            "context_dim": tensors["middle_block.1.transformer_blocks.0.attn2.to_k.weight"].shape[1],
+            "adm_in_channels": None if label_emb is None else label_emb.shape[1],
+            "linear_projection": tensors["middle_block.1.proj_in.weight"].ndim == 2,
+            "temporal": temporal_conv is not None,
+            "extra_ff_mix_layer": any(".time_stack.0.ff_in." in k for k in tensors),
+            "temporal_kernel_size": 3 if temporal_conv is None else temporal_conv.shape[2],
+        }
+    except (KeyError, IndexError, ValueError) as error:
         raise CheckpointError(
             f"cannot infer a UNet architecture from {source} (missing or malformed tensor: {error})"
         ) from error
+    overrides = dict(overrides or {})
+    try:
+        check_option_names(overrides)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+    try:
+        return UNetConfig(**{**inferred, **overrides})
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{source}: {error} (weight files do not store attention head counts: 64 channels per head is assumed "
+            "unless head_channels= or heads_per_level= is given)"
+        ) from error
+
+
+def stored_heads(path: Path) -> dict[str, tuple[int, ...]]:
+    """`heads_per_level` from a safetensors file written by `save_unet_official`, else nothing."""
+    if path.suffix != ".safetensors":
+        return {}
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if HEADS_METADATA not in metadata:
+        return {}
+    return {"heads_per_level": tuple(json.loads(metadata[HEADS_METADATA]))}
 
 
 def _listed(names: list[str]) -> str:
@@ -185,30 +213,42 @@ def load_unet(path: str | Path, dtype: torch.dtype | None = torch.float32, **bui
     path = Path(path)
     if path.is_dir():
         config, tensors = read_diffusers_unet(path)
+        try:
+            config = config_with_overrides(config, build_overrides)
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"cannot apply {build_overrides} to the UNet in {path}: {error}") from error
     elif path.is_file():
         tensors = official_unet_tensors(read_state_dict(path), str(path))
-        config = infer_config(tensors, str(path))
+        heads_given = {"head_channels", "heads_per_level"} & set(build_overrides)
+        config = infer_config(tensors, str(path), {**({} if heads_given else stored_heads(path)), **build_overrides})
     else:
         raise CheckpointError(f"UNet weights not found: {path}")
-    try:
-        config = config_with_overrides(config, build_overrides)
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"cannot apply {build_overrides} to the UNet in {path}: {error}") from error
     return unet_from_tensors(config, tensors, str(path), dtype)
 
 
 def save_unet_official(unet: VideoUNet, path: str | Path) -> Path:
-    """Write the UNet as an official single file (`model.diffusion_model.*` safetensors)."""
+    """Write the UNet as an official single file (`model.diffusion_model.*` safetensors).
+
+    The head counts, which no tensor shape reveals, go into the safetensors metadata so the file reloads
+    without a `heads_per_level` argument.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"official UNet files are .safetensors; got {path.name}")
-    return write_state_dict({OFFICIAL_PREFIX + k: v for k, v in unet.state_dict().items()}, path)
+    config = unet.config
+    heads = [config.heads(level) for level in range(len(config.channel_mult))]
+    tensors = {OFFICIAL_PREFIX + k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, str(partial), metadata={HEADS_METADATA: json.dumps(heads)})
+    partial.replace(path)
+    return path
 
 
-def save_unet_diffusers(unet: VideoUNet, folder: str | Path) -> Path:
+def save_unet_diffusers(unet: VideoUNet, folder: str | Path, addition_time_embed_dim: int = 256) -> Path:
     """Write the UNet as a diffusers folder: config.json + diffusion_pytorch_model.safetensors."""
     folder = Path(folder)
-    config = diffusers_config(unet.config)
+    config = diffusers_config(unet.config, addition_time_embed_dim)
     state = unet.state_dict()
     names = sgm_to_diffusers_names(unet.config, list(state), config["_class_name"])
     folder.mkdir(parents=True, exist_ok=True)

@@ -248,8 +248,12 @@ def _image_config(config: dict) -> UNetConfig:
     )
 
 
-def diffusers_config(config: UNetConfig) -> dict:
-    """The diffusers config.json for a UNetConfig: the video class if temporal, else the image class."""
+def diffusers_config(config: UNetConfig, addition_time_embed_dim: int = 256) -> dict:
+    """The diffusers config.json for a UNetConfig: the video class if temporal, else the image class.
+
+    The video class embeds each micro-conditioning scalar itself with `addition_time_embed_dim` sinusoid
+    channels (256 in SVD); weight files do not record it, so it is an argument.
+    """
     levels = len(config.channel_mult)
     widths = [config.level_channels(level) for level in range(levels)]
     heads = [config.heads(level) for level in range(levels)]
@@ -262,6 +266,11 @@ def diffusers_config(config: UNetConfig) -> dict:
             "linear_projection=True": config.linear_projection,
             "norm_groups=32": config.norm_groups == 32,
             "temporal_kernel_size=3": config.temporal_kernel_size == 3,
+            f"adm_in_channels divisible by addition_time_embed_dim={addition_time_embed_dim}": (
+                config.adm_in_channels or 0
+            )
+            % addition_time_embed_dim
+            == 0,
         }
         missing = [need for need, ok in problems.items() if not ok]
         if missing:
@@ -280,7 +289,7 @@ def diffusers_config(config: UNetConfig) -> dict:
                 for level in reversed(range(levels))
             ],
             "block_out_channels": widths,
-            "addition_time_embed_dim": 256 if config.adm_in_channels % 256 == 0 else config.adm_in_channels,
+            "addition_time_embed_dim": addition_time_embed_dim,
             "projection_class_embeddings_input_dim": config.adm_in_channels,
             "layers_per_block": config.num_res_blocks,
             "cross_attention_dim": config.context_dim,
