@@ -67,7 +67,7 @@ class AutoencoderConfig:
 
 
 AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
-    "tiny": AutoencoderConfig(base_channels=32, channel_multipliers=(1, 2), res_blocks_per_level=1, norm_groups=8),
+    "tiny": AutoencoderConfig(base_channels=32, channel_multipliers=(1, 2), res_blocks_per_level=1),
     "sd21": AutoencoderConfig(),
     # The SVD release: SD 2.1 encoder, temporal decoder, no post-quant conv (as in the official engine).
     "svd": AutoencoderConfig(temporal_decoder=True, use_post_quant_conv=False),

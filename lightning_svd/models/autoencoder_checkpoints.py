@@ -291,7 +291,9 @@ def load_autoencoder(path: str | Path, preset: str | None = None, **overrides) -
 
     Without `preset` the architecture (temporal or plain decoder, widths, quant convs) is read from the
     file; with one, that preset is built and the file must fit it. `overrides` set any
-    `AutoencoderConfig` field (e.g. `decode_chunk_size`).
+    `AutoencoderConfig` field (e.g. `decode_chunk_size`). The GroupNorm group count and the latent scale
+    are invisible in tensors: they come from a diffusers config.json, else the SD defaults (32, 0.18215),
+    unless overridden.
     """
     state_dict, file_options = read_autoencoder_weights(path)
     if preset is None:

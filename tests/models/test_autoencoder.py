@@ -148,7 +148,7 @@ def test_encode_shapes_chunked_encode_and_latent_scaling():
         torch.testing.assert_close(model.encode(x, chunk_size=2).mean, posterior.mean, rtol=1e-5, atol=1e-5)
         latents = model.encode_to_latents(x, sample=False)
         torch.testing.assert_close(latents, posterior.mode() * 0.18215)
-        torch.testing.assert_close(model.decode_latents(latents), model.decode(posterior.mode()))
+        torch.testing.assert_close(model.decode_latents(latents), model.decode(posterior.mode()), rtol=1e-4, atol=1e-4)
         reconstruction, _ = model(x)
         assert reconstruction.shape == x.shape
 
