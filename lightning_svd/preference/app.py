@@ -84,6 +84,10 @@ def create_app(study: PreferenceStudy) -> Flask:
     def page():
         return send_file(STATIC_FOLDER / "index.html", mimetype="text/html", max_age=0)
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status=204)
+
     @app.get("/video/<video_id>")
     def video(video_id: str):
         path = study.video_path(video_id) if VIDEO_ID.fullmatch(video_id) else None

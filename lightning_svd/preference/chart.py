@@ -25,8 +25,8 @@ def write_elo_chart(results: dict, path: Path) -> Path:
     def y_of(value: float) -> float:
         return MARGIN_TOP + (top - value) / (top - bottom) * plot_height
 
-    draw.text((MARGIN_LEFT, 15), "Elo gain over the lowest-ranked arm "
-              f"({100 * results['method']['interval']:g} % interval)", fill="black", font=font)
+    draw.text((MARGIN_LEFT, 15), "Elo gain over the lowest-ranked arm (whiskers: "
+              f"{100 * results['method']['interval']:g} % interval over shuffled vote orders)", fill="black", font=font)
     for tick in range(6):
         value = bottom + (top - bottom) * tick / 5
         draw.line([(MARGIN_LEFT, y_of(value)), (WIDTH - MARGIN_RIGHT, y_of(value))], fill=(225, 225, 225))

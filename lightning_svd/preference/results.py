@@ -133,13 +133,15 @@ def render_markdown(results: dict) -> str:
         f"{method['attention_min_pass_rate']:g}, {votes['not_in_pack']} naming arms or prompts not in the pack).",
         "",
         f"Elo as in the SVD paper (E.1.2): K = {method['elo']['k']:g}, start {method['elo']['initial']:g}, wins only, "
-        f"mean over {method['elo']['orders']} shuffled orders, {interval} interval; gain = Elo over the "
-        f"lowest-ranked arm. Bradley-Terry: maximum likelihood (ridge {method['bradley_terry']['ridge']:g}), "
-        f"{interval} interval from {method['bradley_terry']['bootstrap_rounds']} bootstrap resamples.",
+        f"mean over {method['elo']['orders']} shuffled orders, with the {interval} interval over those orders "
+        "(it shows order sensitivity, not sampling error); gain = Elo over the lowest-ranked arm. Bradley-Terry: "
+        f"maximum likelihood (ridge {method['bradley_terry']['ridge']:g}), {interval} interval from "
+        f"{method['bradley_terry']['bootstrap_rounds']} bootstrap resamples of the votes (sampling error).",
     ]
     for question, ranking in results["rankings"].items():
         lines += ["", f"## {TITLES[question]} ({ranking['num_votes']} votes)", "",
-                  "| arm | Elo | interval | gain over lowest | interval | Bradley-Terry | interval | wins | losses |",
+                  f"| arm | Elo | {interval} over orders | gain over lowest | {interval} over orders | Bradley-Terry | "
+                  f"{interval} bootstrap | wins | losses |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         ordered = sorted(ranking["arms"].items(), key=lambda item: -item[1]["elo"])
         for arm, entry in ordered:

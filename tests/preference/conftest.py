@@ -25,5 +25,11 @@ def pack_dir(pack_template, tmp_path) -> Path:
     return Path(shutil.copytree(pack_template, tmp_path / "pack"))
 
 
-def open_study(pack_dir: Path, **settings) -> PreferenceStudy:
-    return PreferenceStudy.open(StudyPack.load(pack_dir), pack_dir / "votes.sqlite", StudySettings(**settings))
+@pytest.fixture
+def open_study(pack_dir):
+    """Open a study on the private pack copy, with settings overridden by keyword."""
+
+    def opener(db_name: str = "votes.sqlite", **settings) -> PreferenceStudy:
+        return PreferenceStudy.open(StudyPack.load(pack_dir), pack_dir / db_name, StudySettings(**settings))
+
+    return opener
