@@ -8,15 +8,19 @@ errors to status codes; the study does the work.
     POST /api/vote            {"rater", "pair_id", "question", "choice": "left" | "right"}
     GET  /api/results         Elo and Bradley-Terry per question and pooled
     GET  /api/export          every vote as CSV
+
+With `results_token` set, the last two need `Authorization: Bearer <token>` (or `?token=`), so raters on a
+shared network cannot look up which arm they were shown.
 """
 
+import hmac
 import re
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request, send_file
 
 from lightning_svd.preference.assignment import QUESTIONS
-from lightning_svd.preference.problems import Conflict, InvalidInput, NotFound
+from lightning_svd.preference.problems import Conflict, Forbidden, InvalidInput, NotFound
 from lightning_svd.preference.service import PreferenceStudy, validate_rater
 
 STATIC_FOLDER = Path(__file__).with_name("static")
@@ -53,6 +57,10 @@ def create_app(study: PreferenceStudy) -> Flask:
     @app.errorhandler(NotFound)
     def not_found(error):
         return jsonify(error=str(error)), 404
+
+    @app.errorhandler(Forbidden)
+    def forbidden(error):
+        return jsonify(error=str(error)), 403
 
     @app.errorhandler(Conflict)
     def conflict(error):
@@ -103,12 +111,22 @@ def create_app(study: PreferenceStudy) -> Flask:
     def vote():
         return jsonify(study.vote(**_vote_payload()))
 
+    def require_results_token() -> None:
+        expected = study.settings.results_token
+        if expected is None:
+            return
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ") or request.args.get("token", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Forbidden("results and votes need the study's results_token (Authorization: Bearer TOKEN)")
+
     @app.get("/api/results")
     def results():
+        require_results_token()
         return jsonify(study.results())
 
     @app.get("/api/export")
     def export():
+        require_results_token()
         return Response(study.export_csv(), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=votes.csv"})
 

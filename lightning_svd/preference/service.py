@@ -30,12 +30,15 @@ IMPORT_COLUMNS = ("rater", "prompt_id", "question", "left_arm", "right_arm", "ch
 
 
 def validate_rater(value) -> str:
-    """A rater name or token: 1 to 64 printable characters, surrounding spaces dropped."""
+    """A rater name or token: 1 to 64 printable characters starting with a letter or digit (so a spreadsheet
+    never reads an exported name as a formula), surrounding spaces dropped."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput("rater is required: a name or token of 1 to 64 printable characters")
     rater = value.strip()
     if len(rater) > MAX_RATER_LENGTH or not rater.isprintable():
         raise InvalidInput(f"rater must be 1 to {MAX_RATER_LENGTH} printable characters")
+    if not rater[0].isalnum():
+        raise InvalidInput("rater must start with a letter or a digit")
     return rater
 
 
@@ -70,6 +73,8 @@ class PreferenceStudy:
             demand = tx.demand(other_than=rater, open_since=now - self.settings.issue_timeout_s)
             answered = tx.count_votes(rater)
             issue = tx.latest_open_issue(rater)
+            if issue is not None and not self._servable(issue):
+                issue = None
             if issue is None:
                 task = self.assigner.choose(demand, seen)
                 if task is None:
@@ -88,6 +93,11 @@ class PreferenceStudy:
             "right": {"url": self._video_url(issue.right_arm, issue.task.prompt_id)},
             "progress": {"answered": answered, "more": more},
         }
+
+    def _servable(self, issue: Issue) -> bool:
+        """False for a pair left open under another pack version or with attention checks since turned off."""
+        prompt_id = issue.task.prompt_id
+        return (issue.left_arm, prompt_id) in self.video_ids and (issue.right_arm, prompt_id) in self.video_ids
 
     def _video_url(self, arm: str, prompt_id: str) -> str:
         return f"/video/{self.video_ids[(arm, prompt_id)]}"

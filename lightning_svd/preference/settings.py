@@ -29,6 +29,7 @@ class StudySettings:
     bradley_terry_ridge: float = 0.01
     interval: float = 0.95
     seed: int = 0
+    results_token: str | None = None
 
     @classmethod
     def from_mapping(cls, section: Mapping) -> "StudySettings":
@@ -39,8 +40,12 @@ class StudySettings:
         host = section.get("host")
         if not isinstance(host, str) or not host:
             raise UserError(f"study.host must be an address such as 127.0.0.1, got {host!r}")
+        token = section.get("results_token")
+        if token is not None and (not isinstance(token, str) or len(token) < 8 or not token.isprintable()):
+            raise UserError("study.results_token must be null or a secret of at least 8 printable characters")
         return cls(
             host=host,
+            results_token=token,
             port=_number(section.get("port"), "port", 0, 65535, integer=True),
             votes_per_pair=_number(section.get("votes_per_pair"), "votes_per_pair", 1, 1000, integer=True),
             attention_check_rate=_number(section.get("attention_check_rate"), "attention_check_rate", 0.0, 0.9),

@@ -39,7 +39,9 @@ def run(cfg, ctx) -> dict:
     if section["serve"]:
         server = StudyServer(create_app(study), settings.host, settings.port)
         if not is_loopback(settings.host):
-            ctx.log.warning(f"serving on {settings.host}: anyone who can reach this address can vote")
+            ctx.log.warning(f"serving on {settings.host}: anyone who can reach this address can vote"
+                            + ("" if settings.results_token else "; set study.results_token so raters cannot "
+                               "read /api/results and /api/export"))
         ctx.log.info(f"rating page at {server.url}/  (Ctrl-C stops the study and writes the results)")
         server.serve_until_interrupted()
     results = {"experiment": cfg.experiment, "profile": cfg.profile, "db": str(study.store.path),

@@ -63,6 +63,7 @@ def test_vote_is_recorded_once_and_repeats_are_harmless(client, study):
     ({"rater": "", "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "rater is required"),
     ({"rater": "r" * 65, "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "1 to 64"),
     ({"rater": "a\nb", "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "printable"),
+    ({"rater": "=cmd()", "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "start with a letter"),
     ({"rater": "a", "pair_id": "../etc", "question": "quality", "choice": "left"}, "pair_id"),
     ({"rater": "a", "pair_id": "x" * 10, "question": "beauty", "choice": "left"}, "question must be"),
     ({"rater": "a", "pair_id": "x" * 10, "question": "quality", "choice": "tie"}, "choice must be"),
@@ -233,3 +234,30 @@ def test_imported_conflicts_keep_the_first_answer(study, tmp_path):
                     "x,red_ball,quality,wobbly,crisp,right\n")
     assert study.import_csv(path) == {"recorded": 1, "duplicate": 1, "conflict": 1}
     assert [v.winner for v in study.votes()] == ["crisp"]
+
+
+def test_results_token_guards_results_and_export(open_study):
+    client = create_app(open_study(attention_check_rate=0.0, results_token="s3cret-token")).test_client()
+    for path in ("/api/results", "/api/export"):
+        assert client.get(path).status_code == 403
+        assert client.get(path, headers={"Authorization": "Bearer wrong-token"}).status_code == 403
+        assert client.get(path, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        assert client.get(path + "?token=s3cret-token").status_code == 200
+    assert client.get("/api/next?rater=zoe").status_code == 200, "raters need no token"
+
+
+def test_a_pair_left_open_under_other_settings_is_replaced(open_study):
+    with_checks = open_study(attention_check_rate=0.9)
+    client = create_app(with_checks).test_client()
+    for _ in range(30):
+        item = client.get("/api/next?rater=yan").get_json()
+        if any(with_checks.video_path(item[s]["url"].split("/")[-1]).parent.name == "attention_checks"
+               for s in ("left", "right")):
+            break
+        client.post("/api/vote", json={"rater": "yan", "pair_id": item["pair_id"], "question": item["question"],
+                                       "choice": "left"})
+    else:
+        pytest.fail("no attention check was handed out")
+    without_checks = create_app(open_study(attention_check_rate=0.0)).test_client()
+    replaced = without_checks.get("/api/next?rater=yan")
+    assert replaced.status_code == 200 and replaced.get_json()["pair_id"] != item["pair_id"]

@@ -62,6 +62,8 @@ def test_results_from_imported_votes_without_serving(pack_dir, tmp_path):
     (["study.attention_check_rate=2.0"], "attention_check_rate"),
     (["study.elo.orders=0"], "elo.orders"),
     (["study.serve=maybe"], "serve"),
+    (["study.results_token=short"], "results_token"),
+    (["study.port=70000"], "port"),
 ])
 def test_bad_settings_are_user_errors(pack_dir, tmp_path, overrides, message):
     if overrides:
