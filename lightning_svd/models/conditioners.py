@@ -73,18 +73,22 @@ def load_open_clip_weights(module: nn.Module, path: str | Path, prefix: str | No
 
     Finds the tower inside an open_clip checkpoint, an SD 2.1 checkpoint (`cond_stage_model.model.`) or an
     official SVD file (`conditioner.embedders.0.open_clip.model.`); tensors of the other tower and of the
-    contrastive heads are ignored. Several candidate towers in one file need `prefix`.
+    contrastive heads are ignored. Several equally good candidate towers in one file need `prefix`.
     """
     state_dict = read_state_dict(path)
     expected = list(module.state_dict())
     if prefix is None:
         marker = expected[0]
-        prefixes = sorted({k[: -len(marker)] for k in state_dict if k.endswith(marker)})
-        if not prefixes:
+        candidates = {k[: -len(marker)] for k in state_dict if k.endswith(marker)}
+        if not candidates:
             raise CheckpointError(f"{path} holds no open_clip {type(module).__name__} weights (no '*{marker}')")
-        if len(prefixes) > 1:
-            raise CheckpointError(f"{path} holds several candidate towers {prefixes}; pass prefix= to choose one")
-        prefix = prefixes[0]
+        # The prefix under which most of our tensor names exist (a bare "visual.positional_embedding" also
+        # ends like the text tower's marker).
+        score = {p: sum(p + k in state_dict for k in expected) for p in candidates}
+        best = sorted(p for p in candidates if score[p] == max(score.values()))
+        if len(best) > 1:
+            raise CheckpointError(f"{path} holds several candidate towers {best}; pass a prefix to choose one")
+        prefix = best[0]
     own = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     visual = any(k.startswith("visual.") for k in expected)
     if visual:
@@ -104,7 +108,11 @@ class OpenCLIPTextEncoder(nn.Module):
     LAYERS = ("last", "penultimate")
 
     def __init__(
-        self, model: str | Mapping = "ViT-H-14", weights: str | Path | None = None, layer: str = "penultimate"
+        self,
+        model: str | Mapping = "ViT-H-14",
+        weights: str | Path | None = None,
+        layer: str = "penultimate",
+        weights_prefix: str | None = None,
     ):
         super().__init__()
         import open_clip
@@ -125,7 +133,7 @@ class OpenCLIPTextEncoder(nn.Module):
         self.layer = layer
         self.width = text_config.width
         if weights is not None:
-            load_open_clip_weights(self, weights)
+            load_open_clip_weights(self, weights, weights_prefix)
 
     @property
     def depth(self) -> int:
@@ -154,7 +162,9 @@ class CLIPImageEmbedder(nn.Module):
     normalised with the CLIP mean and std.
     """
 
-    def __init__(self, model: str | Mapping = "ViT-H-14", weights: str | Path | None = None):
+    def __init__(
+        self, model: str | Mapping = "ViT-H-14", weights: str | Path | None = None, weights_prefix: str | None = None
+    ):
         super().__init__()
         from open_clip.model import _build_vision_tower
 
@@ -169,7 +179,7 @@ class CLIPImageEmbedder(nn.Module):
         self.register_buffer("std", torch.tensor(preprocess.get("std", CLIP_STD)).view(1, 3, 1, 1), persistent=False)
         self.embed_dim = config["embed_dim"]
         if weights is not None:
-            load_open_clip_weights(self, weights)
+            load_open_clip_weights(self, weights, weights_prefix)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(images.float(), size=self.image_size, mode="bicubic", align_corners=False, antialias=True)
@@ -271,7 +281,8 @@ class NoiseAugmentedFrameEncoder(nn.Module):
 class ConditioningInput(nn.Module):
     """One conditioning signal: the batch keys feeding an embedder, its classifier-free-guidance dropout
     rate, and what the unconditional branch gets: `zeros`, `keep` (the same value) or `empty_text`
-    (the embedding of "" for every prompt). Dropped training samples get the unconditional value.
+    (the embedding of "" for every prompt); default `keep`. Dropped training samples get the
+    unconditional value.
 
     A frozen embedder (the default) runs without gradients and stays in eval mode.
     """
@@ -438,5 +449,7 @@ def build_conditioner(specs: Sequence[Mapping], autoencoder: nn.Module | None = 
             spec.setdefault("optional_keys", ("cond_aug",))
         if "input_keys" not in spec:
             raise ValueError(f"conditioning entry {name!r} needs 'input_keys'")
+        if name == "micro_conditioning":
+            options.setdefault("keys", tuple(spec["input_keys"]))
         inputs.append(ConditioningInput(EMBEDDERS[name](**options), **spec))
     return Conditioner(inputs)
