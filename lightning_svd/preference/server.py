@@ -2,6 +2,7 @@
 
 import ipaddress
 import logging
+import signal
 import threading
 
 from flask import Flask
@@ -15,6 +16,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
 
 
 class StudyServer:
@@ -36,13 +41,17 @@ class StudyServer:
         return f"http://{shown}:{self._server.port}"
 
     def serve_until_interrupted(self) -> None:
-        """Serve in the calling thread until Ctrl-C."""
+        """Serve in the calling thread until Ctrl-C (or SIGTERM, as `kill` and service managers send)."""
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
         try:
             self._server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
             self._server.server_close()
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     def start_in_background(self) -> "StudyServer":
         self._thread = threading.Thread(target=self._server.serve_forever, name="study-server", daemon=True)
