@@ -106,6 +106,7 @@ class OpenCLIPTextEncoder(nn.Module):
     """
 
     LAYERS = ("last", "penultimate")
+    accepts_text = True
 
     def __init__(
         self,
@@ -307,6 +308,8 @@ class ConditioningInput(nn.Module):
             raise ValueError(f"{input_keys}: a dropped input needs unconditional 'zeros' or 'empty_text', not 'keep'")
         if not input_keys:
             raise ValueError("a conditioning input needs at least one batch key")
+        if unconditional == "empty_text" and not getattr(embedder, "accepts_text", False):
+            raise ValueError(f"{type(embedder).__name__} does not take text; use unconditional 'zeros' or 'keep'")
         self.embedder = embedder
         self.input_keys = tuple(input_keys)
         self.optional_keys = tuple(optional_keys)
@@ -386,7 +389,13 @@ class Conditioner(nn.Module):
 
     def _assemble(self, outputs: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         grouped: dict[str, list[torch.Tensor]] = {}
+        rows = outputs[0].shape[0]
         for entry, output in zip(self.inputs, outputs):
+            if output.shape[0] != rows:
+                raise ValueError(
+                    f"{type(entry.embedder).__name__} returned {output.shape[0]} rows, others {rows}: every "
+                    "embedder must return one row per frame (B*T)"
+                )
             kind = self.OUTPUT_BY_RANK.get(output.ndim)
             if kind is None:
                 raise ValueError(f"{type(entry.embedder).__name__} returned rank {output.ndim}; expected 2, 3 or 4")

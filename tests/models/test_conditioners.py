@@ -320,6 +320,13 @@ def test_conditioner_errors_name_the_problem(noisy_autoencoder):
         build_conditioner([{"embedder": "noise_augmented_frame", "input_keys": ["cond_frames"]}])
     with pytest.raises(ValueError, match="not 'keep'"):
         ConditioningInput(MicroConditioningEmbedder(("fps_id",)), ["fps_id"], drop_rate=0.2)
+    with pytest.raises(ValueError, match="does not take text"):
+        ConditioningInput(ConstantEmbedder((2,), 1.0), ["x"], drop_rate=0.1, unconditional="empty_text")
+    mismatched = Conditioner(
+        [ConditioningInput(ConstantEmbedder((2,), 1.0), ["x"]), ConditioningInput(ConstantEmbedder((3,), 1.0), ["y"])]
+    )
+    with pytest.raises(ValueError, match="one row per frame"):
+        mismatched({"x": range(2), "y": range(3)})
     conditioner = build_conditioner([{"embedder": "micro_conditioning", "input_keys": ["fps_id", "motion_bucket_id"]}])
     with pytest.raises(KeyError, match="batch lacks \\['motion_bucket_id'\\]"):
         conditioner({"fps_id": torch.tensor([6.0])})
