@@ -78,6 +78,10 @@ def create_app(study: PreferenceStudy) -> Flask:
     def too_large(_error):
         return jsonify(error=f"request body larger than {MAX_REQUEST_BYTES} bytes"), 413
 
+    @app.errorhandler(500)
+    def internal_error(_error):
+        return jsonify(error="internal error; the server log has the details"), 500
+
     @app.after_request
     def harden(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"

@@ -43,6 +43,8 @@ def validate_rater(value) -> str:
 
 
 class PreferenceStudy:
+    """One study: a pack, its vote store and the settings; what the HTTP handlers and the task call."""
+
     def __init__(self, pack: StudyPack, store: VoteStore, settings: StudySettings,
                  videos: dict[tuple[str, str], PackVideo]):
         self.pack, self.store, self.settings = pack, store, settings
