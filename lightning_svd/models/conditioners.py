@@ -56,9 +56,8 @@ def open_clip_config(model: str | Mapping) -> dict:
             )
     else:
         config = copy.deepcopy(dict(model))
-    for part in ("text_cfg", "vision_cfg"):
-        if part not in config or "embed_dim" not in config:
-            raise ValueError(f"open_clip config needs 'embed_dim', 'text_cfg' and 'vision_cfg'; got {sorted(config)}")
+    if not {"embed_dim", "text_cfg", "vision_cfg"} <= set(config):
+        raise ValueError(f"open_clip config needs 'embed_dim', 'text_cfg' and 'vision_cfg'; got {sorted(config)}")
     remote = [k for k in ("hf_model_name", "hf_tokenizer_name") if config["text_cfg"].get(k)]
     if remote or config["vision_cfg"].get("timm_model_name"):
         raise ValueError(
