@@ -325,6 +325,9 @@ class VideoUNet(nn.Module):
         return self.out(h)
 
 
+# tiny: CPU tests. svd: the released image-to-video UNet (8 in: noisy + conditioning-frame latents; vector =
+# fps_id, motion_bucket_id, cond_aug as 3 x 256 sinusoids). svd_t2v: the text-to-video base (vector = fps and
+# motion score, 2 x 256). sd21: the SD 2.1 image UNet (stage-1 image model).
 PRESETS: dict[str, UNetConfig] = {
     "tiny": UNetConfig(
         in_channels=4,
@@ -341,9 +344,6 @@ PRESETS: dict[str, UNetConfig] = {
     "svd_t2v": UNetConfig(in_channels=4, out_channels=4, adm_in_channels=512),
     "sd21": UNetConfig(in_channels=4, out_channels=4, temporal=False),
 }
-"""tiny: CPU tests. svd: the released image-to-video UNet (8 in: noisy + conditioning-frame latents; vector =
-fps_id, motion_bucket_id, cond_aug as 3 x 256 sinusoids). svd_t2v: the text-to-video base (vector = fps and
-motion score, 2 x 256). sd21: the SD 2.1 image UNet (stage-1 image model)."""
 
 
 def check_option_names(options: Mapping[str, object]) -> None:

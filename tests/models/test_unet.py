@@ -140,5 +140,5 @@ def test_chunked_temporal_attention_matches_unchunked(monkeypatch):
     unchunked_calls = len(calls)
     unet.set_attention_max_batch_heads(64)
     chunked = unet(x, c_noise, context, y, num_frames=frames)
-    assert len(calls) - unchunked_calls > 2 * unchunked_calls
+    assert len(calls) - unchunked_calls > unchunked_calls
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)

@@ -97,6 +97,7 @@ def diffusers_video_folder(tmp_path_factory):
 def test_diffusers_video_unet_loads_strictly_and_matches_its_output(diffusers_video_folder):
     folder, reference = diffusers_video_folder
     unet = load_unet(folder)
+    assert all(p.requires_grad and p.device.type == "cpu" for p in unet.parameters())
     assert unet.config.temporal and unet.config.heads_per_level == (2, 4)
     assert unet.config.resnet_eps_overrides["input_blocks.1.0"] == 1e-6
     assert "middle_block.0" not in unet.config.resnet_eps_overrides
