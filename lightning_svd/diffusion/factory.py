@@ -1,17 +1,17 @@
 """Build the diffusion parts from config: one `{name: ..., <params>}` node per part, or a whole preset.
 
-    diffusion:
-      preset: svd                 # or sd21_v_proxy; the keys below override the preset's
-      preconditioning: {name: svd}
-      noise: {name: log_normal, p_mean: 1.0, p_std: 1.6}
-      weighting: {name: v}
-      offset_noise: 0.0
-      sampling:
-        discretization: {name: karras, sigma_min: 0.002, sigma_max: 700.0, rho: 7.0}
-        sampler: {name: euler}
-        guider: {name: linear_frames, min_scale: 1.0, max_scale: 2.5, num_frames: 14}
-        num_steps: 25
-        initial_noise_data_std: 1.0
+diffusion:
+  preset: svd                 # or sd21_v_proxy; the keys below override the preset's
+  preconditioning: {name: svd}
+  noise: {name: log_normal, p_mean: 1.0, p_std: 1.6}
+  weighting: {name: v}
+  offset_noise: 0.0
+  sampling:
+    discretization: {name: karras, sigma_min: 0.002, sigma_max: 700.0, rho: 7.0}
+    sampler: {name: euler}
+    guider: {name: linear_frames, min_scale: 1.0, max_scale: 2.5, num_frames: 14}
+    num_steps: 25
+    initial_noise_data_std: 1.0
 """
 
 from collections.abc import Callable, Mapping

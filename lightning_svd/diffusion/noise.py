@@ -49,9 +49,7 @@ class DiscreteTimestepSigmas:
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        timesteps = torch.randint(
-            0, self.schedule.num_timesteps, (num_clips,), generator=generator, device=device
-        )
+        timesteps = torch.randint(0, self.schedule.num_timesteps, (num_clips,), generator=generator, device=device)
         return self.schedule.sigma(timesteps).repeat_interleave(num_frames)
 
 

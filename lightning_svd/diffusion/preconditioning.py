@@ -94,9 +94,7 @@ class Denoiser(nn.Module):
         self.network = network
         self.preconditioning = preconditioning
 
-    def forward(
-        self, x: torch.Tensor, sigma: torch.Tensor, cond: Mapping[str, Any] | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Mapping[str, Any] | None = None) -> torch.Tensor:
         sigma = expand_to_frames(torch.as_tensor(sigma, device=x.device, dtype=torch.float32), x.shape[0])
         c_skip, c_out, c_in, c_noise = self.preconditioning(sigma)
         x32 = x.float()
@@ -107,4 +105,3 @@ class Denoiser(nn.Module):
             network_input = torch.cat([network_input, concat.to(network_input.dtype)], dim=1)
         network_output = self.network(network_input, c_noise, **kwargs)
         return per_sample(c_skip, x32) * x32 + per_sample(c_out, x32) * network_output.float()
-

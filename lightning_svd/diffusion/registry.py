@@ -56,9 +56,7 @@ class Registry:
         name, params = self._split(spec)
         entry = self.get(name)
         accepted = [
-            p.name
-            for p in inspect.signature(entry).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            p.name for p in inspect.signature(entry).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
         ]
         self._check(name, params, accepted)
         return functools.partial(entry, **params)

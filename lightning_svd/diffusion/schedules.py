@@ -37,8 +37,11 @@ class DiscreteSchedule:
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """The timestep whose noise level is nearest to sigma in log space (exact for table values)."""
         log_table = self.sigmas.to(sigma.device).log()
-        distance = (sigma.double().log()[..., None] - log_table).abs()
-        return distance.argmin(dim=-1)
+        log_sigma = sigma.double().log()
+        above = torch.searchsorted(log_table, log_sigma).clamp(1, self.num_timesteps - 1)
+        below = above - 1
+        nearer_above = (log_table[above] - log_sigma).abs() < (log_sigma - log_table[below]).abs()
+        return torch.where(nearer_above, above, below)
 
     def alpha_cumprod(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod.to(timesteps.device)[timesteps.long()].float()
@@ -54,11 +57,13 @@ class DiscreteSchedule:
         return abar.sqrt() * noise - (1.0 - abar).sqrt() * x0
 
     def sampling_timesteps(self, num_steps: int) -> torch.Tensor:
-        """SD's "leading" DDIM spacing with offset 1, most noisy first: 981, 961, ..., 1 for 50 of 1000 steps."""
+        """SD's "leading" DDIM spacing with offset 1 (where it fits), most noisy first: 981, 961, ..., 1 for 50."""
         if not 1 <= num_steps <= self.num_timesteps:
             raise ValueError(f"num_steps must be in [1, {self.num_timesteps}], got {num_steps}")
-        stride = self.num_timesteps // num_steps
-        return (torch.arange(num_steps) * stride + 1).clamp(max=self.num_timesteps - 1).flip(0)
+        timesteps = torch.arange(num_steps) * (self.num_timesteps // num_steps)
+        if timesteps[-1] + 1 < self.num_timesteps:
+            timesteps = timesteps + 1
+        return timesteps.flip(0)
 
 
 @DISCRETIZATIONS.register("karras")
@@ -70,8 +75,9 @@ class KarrasSigmas:
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0):
         if not 0.0 < sigma_min < sigma_max or rho <= 0.0:
-            raise ValueError(f"karras sigmas need 0 < sigma_min < sigma_max and rho > 0, got {sigma_min}, "
-                             f"{sigma_max}, {rho}")
+            raise ValueError(
+                f"karras sigmas need 0 < sigma_min < sigma_max and rho > 0, got {sigma_min}, {sigma_max}, {rho}"
+            )
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
         self.rho = rho
@@ -104,4 +110,3 @@ class DiscreteScheduleSigmas:
 
 def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros(1)])
-
