@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from .fvd import FVDProtocol
 
 OFFICIAL_NUM_CLASSES = 101
 OFFICIAL_NUM_VIDEOS = 13_320
@@ -219,6 +220,12 @@ class UCF101Plan:
         text = json.dumps([index.fingerprint(), [v.path for v in self.real_videos],
                            self.protocol.real_selection_rule()])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def fvd_protocol(self, index: UCF101Index, extractor_identity: dict) -> FVDProtocol:
+        """The key of the real-video statistics: extractor, frames, size, selection rule, count and real set."""
+        return FVDProtocol(extractor=extractor_identity, num_frames=self.protocol.num_frames,
+                           resolution=tuple(self.protocol.crop_size), preprocessing=self.protocol.real_selection_rule(),
+                           num_samples=len(self.real_videos), real_set=self.real_set_id(index))
 
     def summary(self) -> dict:
         return {"protocol": asdict(self.protocol), "num_samples": len(self.samples),

@@ -177,3 +177,14 @@ def test_real_clips_dataset_records_frames(fake_ucf):
     assert batch["native_size"][0].tolist() == [32, 48]
     assert "crop_size=(24, 32)" in plan.reason
     assert len(plan.real_set_id(index)) == 16
+
+
+def test_fvd_protocol_key_follows_the_real_set(fake_ucf):
+    index = UCF101Index.from_root(fake_ucf)
+    identity = {"kind": "random", "seed": 0}
+    full = make_plan(index).fvd_protocol(index, identity)
+    assert full.num_samples == 6 and full.resolution == (240, 320) and "25 fps" in full.preprocessing
+    assert make_plan(index).fvd_protocol(index, identity).key() == full.key()
+    smaller = make_plan(index, UCF101Protocol(num_samples=3)).fvd_protocol(index, identity)
+    assert smaller.num_samples == 3 and smaller.key() != full.key()
+    assert make_plan(index).fvd_protocol(index, {"kind": "random", "seed": 1}).key() != full.key()
