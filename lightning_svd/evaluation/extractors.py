@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,15 +46,16 @@ def check_videos(videos: torch.Tensor) -> torch.Tensor:
     return videos
 
 
-class VideoFeatureExtractor(nn.Module):
+class VideoFeatureExtractor(nn.Module, ABC):
     """A frozen network: uint8 videos (B, T, 3, H, W) -> features (B, num_features)."""
 
     num_features: int
     comparable: bool = False
     reason: str | None = None
 
+    @abstractmethod
     def identity(self) -> dict:
-        raise TypeError(f"{type(self).__name__} must say what defines its features (identity())")
+        """Everything that decides the features (kind, weight-file hash, pre-processing), JSON-serialisable."""
 
     def freeze(self) -> None:
         self.requires_grad_(False)
@@ -122,7 +124,8 @@ class TorchvisionVideoClassifier(VideoFeatureExtractor):
 
     Weights come from a local state-dict file of the full classifier (never torchvision's download); without
     a file the network is random and labelled so. Pre-processing is torchvision's own preset for the
-    architecture (resize, centre crop, Kinetics mean/std); `resize_size`/`crop_size` override it.
+    architecture's Kinetics weights (resize, centre crop, mean/std; reading it downloads nothing);
+    `resize_size`/`crop_size` override the sizes.
     """
 
     ARCHITECTURES = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s",
@@ -133,7 +136,6 @@ class TorchvisionVideoClassifier(VideoFeatureExtractor):
         super().__init__()
         import torchvision.models.video as video_models
         from torchvision.models import get_model_weights
-        from torchvision.transforms._presets import VideoClassification
 
         if arch not in self.ARCHITECTURES:
             raise UserError(f"unknown torchvision video architecture '{arch}'; choose one of {self.ARCHITECTURES}")
@@ -156,8 +158,8 @@ class TorchvisionVideoClassifier(VideoFeatureExtractor):
         preset = get_model_weights(arch).DEFAULT.transforms()
         self.resize_size = list(resize_size or preset.resize_size)
         self.crop_size = list(crop_size or preset.crop_size)
-        self.preprocess = VideoClassification(crop_size=self.crop_size, resize_size=self.resize_size,
-                                              mean=preset.mean, std=preset.std)
+        self.preprocess = type(preset)(crop_size=self.crop_size, resize_size=self.resize_size, mean=preset.mean,
+                                       std=preset.std, interpolation=preset.interpolation)
         self.comparable = False
         self.reason = (RANDOM_INIT_REASON if self.weights is None
                        else f"torchvision {arch} features, not the paper's I3D")

@@ -60,7 +60,7 @@ class FrechetVideoDistance(Metric):
         self.preloaded_real: FeatureStatistics | None = None
 
     def update(self, videos: torch.Tensor, real: bool) -> None:
-        features = self.extractor(to_uint8_videos(videos)).double()
+        features = self.extractor(to_uint8_videos(videos).to(self.device)).double()
         side = "real" if real else "fake"
         setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + features.sum(dim=0))
         setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + features.T @ features)

@@ -79,7 +79,7 @@ class UCF101Index:
                 where = f"{list_path.name} line {number}"
                 if class_name not in by_name:
                     raise UserError(f"{where}: class folder '{class_name}' is not in classInd.txt")
-                if len(parts) > 1 and int(parts[1]) != by_name[class_name]:
+                if len(parts) > 1 and (not parts[1].isdigit() or int(parts[1]) != by_name[class_name]):
                     raise UserError(f"{where}: label {parts[1]} does not match classInd.txt ({class_name} is "
                                     f"{by_name[class_name]})")
                 if relative in seen:
