@@ -167,6 +167,12 @@ class UCF101Protocol:
     real_start_s: float = 0.0
     seed: int = 0
 
+    def __post_init__(self):
+        for name in ("generate_size", "resize_size", "crop_size"):  # config lists compare equal to the paper's
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.prompt_style not in PROMPT_STYLES:
+            raise UserError(f"unknown prompt style '{self.prompt_style}'; choose one of {', '.join(PROMPT_STYLES)}")
+
     def deviations(self, index: UCF101Index) -> list[str]:
         paper = UCF101Protocol()
         reasons = [f"{name}={getattr(self, name)} (paper: {getattr(paper, name)})"

@@ -116,6 +116,9 @@ def test_prompts_are_the_raw_class_names(fake_ucf):
     assert "prompt_style=spaced (paper: raw)" in spaced.reason
     with pytest.raises(UserError, match="prompt style"):
         class_prompt("X", "template")
+    with pytest.raises(UserError, match="prompt style"):
+        UCF101Protocol(prompt_style="template")
+    assert UCF101Protocol(crop_size=[240, 320], resize_size=[240, 432]) == UCF101Protocol()
 
 
 def test_allocation_keeps_proportions_and_total():
