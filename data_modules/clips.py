@@ -1,0 +1,209 @@
+"""The clip DataModule: T frames of a curated clip at a random stride, resized and centre-cropped, a caption.
+
+Reads the clip table (Parquet file or folder, contract in SPEC.md; rows whose status is not `ok` are
+skipped) and decodes each sample's frames with PyAV. A sample is
+`{"video": (T, 3, H, W) in [-1, 1], "txt", "fps_id", "motion_bucket_id", "clip_id"}` where
+fps_id = fps / stride - 1 (the released models' convention) and motion_bucket_id comes from flow_score
+through the model's `MotionBuckets`. Captions are drawn with p = 0.5 / 0.25 / 0.25 over CoCa / VideoBLIP /
+LLM, renormalised over those present.
+
+Every sample's randomness (stride, start, caption) comes from a seed the sampler hands out with its index:
+(seed, epoch, position), so samples do not depend on worker count or order, and each rank of a DDP run
+draws its own share of one shared permutation.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pyarrow.dataset as ds
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from lightning_svd.errors import UserError
+from lightning_svd.stages.motion_buckets import MotionBuckets
+from lightning_svd.video import read_frames
+
+REQUIRED_COLUMNS = ("clip_id", "video_path", "start_frame", "end_frame", "fps", "status")
+CAPTION_COLUMNS = {"coca": "caption_coca", "vblip": "caption_vblip", "llm": "caption_llm"}
+
+
+def read_clip_table(path: str | Path) -> list[dict]:
+    """The `ok` rows of a clip table (a Parquet file or a folder of part files)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"clip table {path} not found; set stage.data.table to a Parquet file or folder")
+    table = ds.dataset(str(path), format="parquet").to_table()
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise UserError(f"clip table {path} lacks columns {missing}; it must follow the clip-table contract")
+    rows = [row for row in table.to_pylist() if row["status"] == "ok"]
+    root = path if path.is_dir() else path.parent
+    for row in rows:
+        video = Path(row["video_path"])
+        row["video_path"] = str(video if video.is_absolute() else root / video)
+    return rows
+
+
+class CaptionSampler:
+    """One caption per sample: each source with its probability, renormalised over the non-empty ones."""
+
+    def __init__(self, probabilities: Mapping[str, float]):
+        unknown = sorted(set(probabilities) - set(CAPTION_COLUMNS))
+        if unknown:
+            raise UserError(f"unknown caption sources {unknown}; valid: {sorted(CAPTION_COLUMNS)}")
+        self.probabilities = {CAPTION_COLUMNS[k]: float(p) for k, p in probabilities.items()}
+
+    def __call__(self, row: Mapping, rng: np.random.Generator) -> str:
+        present = [(c, p) for c, p in self.probabilities.items() if row.get(c) and p > 0]
+        if not present:
+            return ""
+        weights = np.array([p for _, p in present])
+        return row[present[rng.choice(len(present), p=weights / weights.sum())][0]]
+
+
+def resize_and_crop(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """(T, h, w, 3) uint8 -> (T, 3, height, width) in [-1, 1]: antialiased resize to cover, centre crop."""
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    scale = max(height / video.shape[2], width / video.shape[3])
+    size = (max(height, round(video.shape[2] * scale)), max(width, round(video.shape[3] * scale)))
+    video = F.interpolate(video, size=size, mode="bilinear", align_corners=False, antialias=True)
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    return video[:, :, top : top + height, left : left + width].clamp(-1.0, 1.0).contiguous()
+
+
+class ClipDataset(Dataset):
+    """Map-style dataset indexed by `(row index, sample seed)` pairs (see `SeededSampler`)."""
+
+    def __init__(
+        self,
+        rows: Sequence[dict],
+        num_frames: int,
+        height: int,
+        width: int,
+        strides: Sequence[int],
+        captions: CaptionSampler,
+        motion_buckets: MotionBuckets,
+    ):
+        self.num_frames, self.height, self.width = num_frames, height, width
+        self.strides = sorted(int(s) for s in strides)
+        if not self.strides or self.strides[0] < 1:
+            raise UserError(f"stage.data.strides must be positive integers, got {list(strides)}")
+        self.rows = [r for r in rows if self.span_needed(self.strides[0]) <= r["end_frame"] - r["start_frame"]]
+        if not self.rows:
+            raise UserError(
+                f"no clip in the table is long enough for {num_frames} frames at stride {self.strides[0]}; "
+                "use fewer frames (stage.num_frames) or a table with longer clips"
+            )
+        self.captions = captions
+        self.motion_buckets = motion_buckets
+
+    def span_needed(self, stride: int) -> int:
+        return (self.num_frames - 1) * stride + 1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        rng = np.random.default_rng(seed)
+        row = self.rows[index]
+        length = row["end_frame"] - row["start_frame"]
+        stride = int(rng.choice([s for s in self.strides if self.span_needed(s) <= length]))
+        start = row["start_frame"] + int(rng.integers(0, length - self.span_needed(stride) + 1))
+        frames = read_frames(row["video_path"], start, start + self.span_needed(stride), stride)
+        if len(frames) != self.num_frames:
+            raise UserError(
+                f"{row['video_path']} gave {len(frames)} of {self.num_frames} frames at {start}:{stride}; "
+                "its clip-table span is past the end of the video"
+            )
+        return {
+            "video": resize_and_crop(frames, self.height, self.width),
+            "txt": self.captions(row, rng),
+            "fps_id": torch.tensor(float(row["fps"]) / stride - 1.0),
+            "motion_bucket_id": torch.tensor(float(self.motion_buckets(row.get("flow_score")))),
+            "clip_id": str(row["clip_id"]),
+        }
+
+
+class SeededSampler(Sampler):
+    """Yields this rank's `(index, seed)` pairs of one seeded permutation per epoch (padded to split evenly)."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        self.size, self.seed, self.rank, self.world_size, self.shuffle = size, seed, rank, world_size, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.size // self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+        padded = np.resize(order, len(self) * self.world_size)
+        for position in range(self.rank, len(padded), self.world_size):
+            sample_seed = (self.seed * 1_000_003 + self.epoch) * 1_000_003 + position
+            yield int(padded[position]), sample_seed
+
+
+class ClipDataModule(L.LightningDataModule):
+    """Clips of `num_frames` frames at `height` x `width` from a clip table (see the module docstring)."""
+
+    def __init__(
+        self,
+        table: str | Path,
+        num_frames: int,
+        height: int,
+        width: int,
+        motion_buckets: MotionBuckets,
+        strides: Sequence[int] = (1, 2, 3),
+        batch_size: int = 2,
+        num_workers: int = 0,
+        caption_probabilities: Mapping[str, float] | None = None,
+        camera_motion: str | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.table = table
+        self.num_frames, self.height, self.width = num_frames, height, width
+        self.motion_buckets = motion_buckets
+        self.strides = list(strides)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.captions = CaptionSampler(caption_probabilities or {"coca": 0.5, "vblip": 0.25, "llm": 0.25})
+        self.camera_motion = camera_motion
+        self.seed = seed
+        self.dataset: ClipDataset | None = None
+
+    def rows(self) -> list[dict]:
+        rows = read_clip_table(self.table)
+        if self.camera_motion is not None:
+            rows = [r for r in rows if r.get("camera_motion") == self.camera_motion]
+            if not rows:
+                raise UserError(f"no clip with camera_motion={self.camera_motion!r} in {self.table}")
+        return rows
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            self.dataset = ClipDataset(self.rows(), self.num_frames, self.height, self.width, self.strides,
+                                       self.captions, self.motion_buckets)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = SeededSampler(len(self.dataset), self.seed, rank, world)
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          drop_last=len(sampler) >= self.batch_size, persistent_workers=self.num_workers > 0)
+
+
+class ImageDataModule(ClipDataModule):
+    """Single frames of the clips as images (clips of T = 1) for the image stage."""
+
+    def __init__(self, table: str | Path, height: int, width: int, motion_buckets: MotionBuckets, **kwargs):
+        kwargs.pop("num_frames", None)
+        kwargs["strides"] = [1]
+        super().__init__(table, 1, height, width, motion_buckets, **kwargs)

@@ -1,0 +1,133 @@
+"""Task `train`: one training stage from config (DataModule + stage + Lightning Trainer), resumable.
+
+`trainer.*` passes straight to `lightning.Trainer`; TensorBoard logs go to `<run_dir>/tensorboard` and
+checkpoints to `<run_dir>/checkpoints` (`last.ckpt` every `train.checkpoint_every_n_steps` and at the end).
+With `resume=true` a run dir holding `checkpoints/last.ckpt` continues from it; `init_from=` seeds a new
+stage from an earlier one. The DataModule shards by rank itself, so Lightning's sampler replacement is off.
+"""
+
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
+
+from data_modules.clips import ClipDataModule, ImageDataModule, read_clip_table
+from data_modules.corpus_table import write_corpus_clip_table
+from lightning_svd.errors import UserError
+from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights
+from lightning_svd.stages.checkpoints import read_checkpoint
+from lightning_svd.synthetic import CorpusSpec, ensure_corpus
+
+
+class Throughput(Callback):
+    """Clips per second over the run's steps after the first (which pays for start-up)."""
+
+    def __init__(self):
+        self.started = None
+        self.clips = 0
+        self.seconds = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.started is not None and (self.clips or self.seconds):
+            self.seconds += time.perf_counter() - self.started
+            self.clips += batch["video"].shape[0] * trainer.world_size
+        elif self.started is not None:
+            self.seconds = 1e-12
+        self.started = None
+
+    @property
+    def clips_per_second(self) -> float | None:
+        return round(self.clips / self.seconds, 3) if self.clips else None
+
+
+def clip_table(cfg, ctx) -> Path:
+    """The configured clip table, or the synthetic corpus' ground-truth table written into the run dir."""
+    if cfg.train.data.table:
+        return Path(cfg.train.data.table)
+    root = ensure_corpus(CorpusSpec.from_config(cfg.corpus), cfg.cache_dir, progress=False)
+    return write_corpus_clip_table(root, Path(ctx.run_dir) / "clip_table.parquet")
+
+
+def motion_buckets(cfg, table: Path) -> MotionBuckets:
+    """Keep the buckets of the stage we start from (their meaning is part of that model), else calibrate."""
+    if cfg.init_from:
+        stored = read_checkpoint(cfg.init_from)["hyper_parameters"].get("motion_buckets")
+        if stored:
+            return MotionBuckets.from_dict(stored)
+    return MotionBuckets.calibrate([row.get("flow_score") for row in read_clip_table(table)])
+
+
+def build_datamodule(cfg, table: Path, buckets: MotionBuckets) -> ClipDataModule:
+    data = cfg.train.data
+    common = {"height": int(cfg.train.height), "width": int(cfg.train.width), "motion_buckets": buckets,
+              "batch_size": int(data.batch_size), "num_workers": int(data.num_workers),
+              "caption_probabilities": OmegaConf.to_container(data.caption_probabilities),
+              "camera_motion": data.camera_motion, "seed": int(cfg.seed)}
+    if cfg.train.name == "image":
+        return ImageDataModule(table, **common)
+    return ClipDataModule(table, int(cfg.train.num_frames), strides=list(data.strides), **common)
+
+
+def build_stage(cfg, buckets: MotionBuckets):
+    name = cfg.train.name
+    if name not in STAGES:
+        raise UserError(f"unknown stage.name '{name}'; valid stages: {', '.join(STAGES)}")
+    stage_cfg = OmegaConf.to_container(cfg.train, resolve=True)
+    return STAGES[name](stage=stage_cfg, motion_buckets=buckets.to_dict(), seed=int(cfg.seed))
+
+
+def build_trainer(cfg, ctx, callbacks=()) -> tuple[L.Trainer, Throughput]:
+    throughput = Throughput()
+    checkpoints = ModelCheckpoint(
+        dirpath=Path(ctx.run_dir) / "checkpoints", save_last=True, save_top_k=0,
+        every_n_train_steps=int(cfg.train.checkpoint_every_n_steps),
+    )
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs.setdefault("use_distributed_sampler", False)
+    logger = TensorBoardLogger(save_dir=str(ctx.run_dir), name="tensorboard", version="")
+    trainer = L.Trainer(**kwargs, logger=logger, callbacks=[checkpoints, throughput, *callbacks],
+                        default_root_dir=str(ctx.run_dir))
+    return trainer, throughput
+
+
+def run(cfg, ctx, callbacks=()) -> dict:
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    table = clip_table(cfg, ctx)
+    buckets = motion_buckets(cfg, table)
+    stage = build_stage(cfg, buckets)
+    last = Path(ctx.run_dir) / "checkpoints" / "last.ckpt"
+    resume_from = str(last) if cfg.resume and last.is_file() else None
+    init_counts = None
+    if cfg.init_from and resume_from is None:
+        init_counts = load_init_weights(stage, cfg.init_from)
+        ctx.log.info(f"init_from {cfg.init_from}: {init_counts}")
+    datamodule = build_datamodule(cfg, table, buckets)
+    trainer, throughput = build_trainer(cfg, ctx, callbacks)
+    if resume_from:
+        ctx.log.info(f"resuming from {resume_from}")
+    trainer.fit(stage, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.save_checkpoint(last)
+    loss = trainer.callback_metrics.get("train/loss")
+    results = {
+        "experiment": cfg.experiment, "profile": cfg.profile, "stage": cfg.train.name,
+        "steps": int(trainer.global_step), "final_loss": None if loss is None else round(float(loss), 6),
+        "clips_per_second": throughput.clips_per_second, "world_size": trainer.world_size,
+        "checkpoint": str(last), "resumed_from": resume_from, "init_from": cfg.init_from,
+        "init_weights": init_counts, "global_batch_size": cfg.train.global_batch_size,
+        "effective_batch_size": int(cfg.train.data.batch_size) * trainer.world_size * trainer.accumulate_grad_batches, "clip_table": str(table), "motion_buckets": buckets.to_dict(),
+    }
+    if hasattr(stage, "export") and trainer.is_global_zero:
+        results.update(stage.export(Path(ctx.run_dir)))
+    if trainer.is_global_zero:
+        rows = "\n".join(f"| {k} | {v} |" for k, v in results.items() if k != "motion_buckets")
+        ctx.write_results(results, f"# Training: {cfg.experiment} ({cfg.train.name})\n\n| key | value |\n"
+                                   f"|---|---|\n{rows}\n")
+        ctx.log.info(f"{results['steps']} steps, final loss {results['final_loss']}, "
+                     f"{results['clips_per_second']} clips/s -> {last}")
+    return results
