@@ -8,6 +8,7 @@ import importlib
 TASKS = {
     "corpus": "lightning_svd.tasks.corpus",
     "study": "lightning_svd.tasks.study",
+    "report": "lightning_svd.tasks.report",
 }
 
 
