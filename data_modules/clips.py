@@ -34,7 +34,7 @@ def read_clip_table(path: str | Path) -> list[dict]:
     """The `ok` rows of a clip table (a Parquet file or a folder of part files)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise UserError(f"clip table {path} not found; set stage.data.table to a Parquet file or folder")
+        raise UserError(f"clip table {path} not found; set train.data.table to a Parquet file or folder")
     table = ds.dataset(str(path), format="parquet").to_table()
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
@@ -90,12 +90,12 @@ class ClipDataset(Dataset):
         self.num_frames, self.height, self.width = num_frames, height, width
         self.strides = sorted(int(s) for s in strides)
         if not self.strides or self.strides[0] < 1:
-            raise UserError(f"stage.data.strides must be positive integers, got {list(strides)}")
+            raise UserError(f"train.data.strides must be positive integers, got {list(strides)}")
         self.rows = [r for r in rows if self.span_needed(self.strides[0]) <= r["end_frame"] - r["start_frame"]]
         if not self.rows:
             raise UserError(
                 f"no clip in the table is long enough for {num_frames} frames at stride {self.strides[0]}; "
-                "use fewer frames (stage.num_frames) or a table with longer clips"
+                "use fewer frames (train.num_frames) or a table with longer clips"
             )
         self.captions = captions
         self.motion_buckets = motion_buckets

@@ -1,6 +1,6 @@
 """A clip table from the synthetic corpus' ground truth: its scenes as clips, their planted speed as flow.
 
-The tiny profile trains on this table when no curated table is given (`stage.data.table: null`), so the
+The tiny profile trains on this table when no curated table is given (`train.data.table: null`), so the
 training stages run before and independently of curation; it follows the clip-table contract of SPEC.md.
 """
 

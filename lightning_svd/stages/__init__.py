@@ -1,6 +1,6 @@
 """One LightningModule per training stage, all on the shared VideoLDM backbone (see `base.DiffusionStage`).
 
-`STAGES` maps the config's `stage.name` to its class; experiments pick one and state what differs.
+`STAGES` maps the config's `train.name` to its class; experiments pick one and state what differs.
 """
 
 from lightning_svd.stages.base import DiffusionStage

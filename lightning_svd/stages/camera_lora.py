@@ -1,5 +1,5 @@
 """Camera-motion LoRA (paper §4.3.1, D.4.2): rank-16 adapters on the temporal attention of an image-to-video
-model; only the adapters train, one LoRA per motion class (pan, zoom, static: `stage.data.camera_motion`).
+model; only the adapters train, one LoRA per motion class (pan, zoom, static: `train.data.camera_motion`).
 """
 
 from collections.abc import Mapping

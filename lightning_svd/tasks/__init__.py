@@ -6,6 +6,8 @@ Each task module has `run(cfg, ctx) -> dict`; an experiment picks one with its `
 import importlib
 
 TASKS = {
+    "train": "lightning_svd.tasks.train",
+    "sample": "lightning_svd.tasks.sample",
     "corpus": "lightning_svd.tasks.corpus",
     "study": "lightning_svd.tasks.study",
     "report": "lightning_svd.tasks.report",

@@ -77,7 +77,7 @@ def build_datamodule(cfg, table: Path, buckets: MotionBuckets) -> ClipDataModule
 def build_stage(cfg, buckets: MotionBuckets):
     name = cfg.train.name
     if name not in STAGES:
-        raise UserError(f"unknown stage.name '{name}'; valid stages: {', '.join(STAGES)}")
+        raise UserError(f"unknown train.name '{name}'; valid stages: {', '.join(STAGES)}")
     stage_cfg = OmegaConf.to_container(cfg.train, resolve=True)
     return STAGES[name](stage=stage_cfg, motion_buckets=buckets.to_dict(), seed=int(cfg.seed))
 

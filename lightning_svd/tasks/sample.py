@@ -1,0 +1,66 @@
+"""Task `sample`: videos from a trained stage checkpoint (EMA weights), written as MP4 and GIF.
+
+`python run.py experiment=sample model.checkpoint=RUN_OR_CKPT prompt="..."` for text stages, or
+`image=PATH` for image-to-video stages (the image is resized and centre-cropped to the model's size).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data_modules.clips import resize_and_crop
+from lightning_svd.errors import UserError
+from lightning_svd.stages import load_stage
+from lightning_svd.stages.checkpoints import resolve_checkpoint
+from lightning_svd.video import write_video
+
+
+def conditioning_image(path: str, height: int, width: int) -> torch.Tensor:
+    if not Path(path).is_file():
+        raise UserError(f"image {path} not found; give image=PATH to a PNG or JPEG")
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    return resize_and_crop(pixels[None], height, width)
+
+
+def write_gif(path: Path, frames: np.ndarray, fps: int) -> Path:
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
+    return path
+
+
+def run(cfg, ctx) -> dict:
+    if not cfg.model.checkpoint:
+        raise UserError("set model.checkpoint=PATH (a stage .ckpt or a training run dir) to sample from")
+    checkpoint = resolve_checkpoint(cfg.model.checkpoint)
+    stage = load_stage(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    hparams = stage.hparams.stage
+    count = int(cfg.sampling.count)
+    prompts, images = None, None
+    if cfg.image:
+        image = conditioning_image(cfg.image, int(hparams["height"]), int(hparams["width"]))
+        images = image.expand(count, -1, -1, -1)
+    elif cfg.prompt:
+        prompts = [str(cfg.prompt)] * count
+    else:
+        raise UserError("give prompt=\"...\" (text stages) or image=PATH (image-to-video stages)")
+    try:
+        videos = stage.generate(prompts=prompts, images=images, seed=int(cfg.seed),
+                                num_frames=cfg.sampling.num_frames, steps=cfg.sampling.steps,
+                                fps=float(cfg.sampling.fps), motion_bucket_id=int(cfg.sampling.motion_bucket_id))
+    except ValueError as error:
+        raise UserError(f"{hparams['name']} stage: {error}") from None
+    fps = int(cfg.sampling.fps)
+    written = []
+    for index, video in enumerate(videos.numpy()):
+        mp4 = write_video(ctx.run_dir / f"sample_{index:02d}.mp4", video, fps)
+        gif = write_gif(ctx.run_dir / f"sample_{index:02d}.gif", video, fps)
+        written.append({"mp4": mp4.name, "gif": gif.name})
+    results = {"experiment": cfg.experiment, "checkpoint": str(checkpoint), "stage": hparams["name"],
+               "prompt": cfg.prompt, "image": cfg.image, "frames": int(videos.shape[1]),
+               "size": [int(videos.shape[2]), int(videos.shape[3])], "videos": written}
+    listing = "\n".join(f"- ![{v['gif']}]({v['gif']}) ({v['mp4']})" for v in written)
+    ctx.write_results(results, f"# Samples from {checkpoint}\n\n{listing}\n")
+    ctx.log.info(f"{len(written)} video(s) -> {ctx.run_dir}")
+    return results
