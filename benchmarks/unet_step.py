@@ -123,8 +123,34 @@ def current_rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def saved_activation_bytes(model: torch.nn.Module, run) -> int:
+    """Bytes of the distinct non-parameter tensors autograd keeps for backward in one forward pass: the
+    activation memory of a training step, exact and independent of allocator and machine load."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = run()
+    del output
+    return sum(storages.values())
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(which: str, args: argparse.Namespace) -> dict[str, float]:
-    """Time and peak memory of warm-up + timed training steps of one model (run in a child process)."""
+    """Time and peak memory of warm-up + timed training steps of one model (run in a child process).
+
+    On CPU the wall time depends on what else the machine runs, so the process CPU time is reported too.
+    """
     reference = diffusers_model(args)
     inputs = make_inputs(args, reference)
     model = reference if which == "diffusers" else our_model(reference)
@@ -143,22 +169,29 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, float]:
 
     train_step()
     synchronise(args.device)
+    saved = 0 if args.checkpointing else saved_activation_bytes(model, run)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
     else:
         baseline = current_rss_bytes()
-    times = []
+    wall, cpu = [], []
     for _ in range(args.steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         train_step()
         synchronise(args.device)
-        times.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(cpu_seconds() - start_cpu)
     if args.device == "cuda":
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
-    return {"seconds": statistics.median(times), "peak_mb": peak / 2**20}
+    return {
+        "seconds": statistics.median(wall),
+        "cpu_seconds": statistics.median(cpu),
+        "peak_mb": peak / 2**20,
+        "saved_mb": saved / 2**20,
+    }
 
 
 @torch.no_grad()
@@ -196,14 +229,23 @@ def main() -> None:
                 text=True,
             )
             measured.append(json.loads(child.stdout.strip().splitlines()[-1]))
-    results = {which: min(measured, key=lambda m: m["seconds"]) for which, measured in rounds.items()}
+    timing = "cpu_seconds" if args.device == "cpu" else "seconds"
+    results = {which: min(measured, key=lambda m: m[timing]) for which, measured in rounds.items()}
     for which, best in results.items():
-        seconds = ", ".join(f"{m['seconds']:.3f}" for m in rounds[which])
-        print(f"{which:>9}: {best['seconds']:.3f} s/step (rounds: {seconds}), peak {best['peak_mb']:.0f} MiB")
+        per_round = ", ".join(f"{m[timing]:.3f}" for m in rounds[which])
+        print(
+            f"{which:>9}: {best[timing]:.3f} {timing.replace('_', ' ')}/step (rounds: {per_round}; wall "
+            f"{best['seconds']:.3f} s), peak step memory {best['peak_mb']:.0f} MiB, activations saved for "
+            f"backward {best['saved_mb']:.0f} MiB"
+        )
     ours, theirs = results["ours"], results["diffusers"]
-    time_ratio = ours["seconds"] / theirs["seconds"]
-    memory_ratio = ours["peak_mb"] / theirs["peak_mb"] if theirs["peak_mb"] > 0 else float("nan")
-    print(f"ratio ours/diffusers: time {time_ratio:.3f}, peak memory {memory_ratio:.3f}")
+    ratios = {
+        timing.replace("_", " "): ours[timing] / theirs[timing],
+        "peak step memory": ours["peak_mb"] / theirs["peak_mb"] if theirs["peak_mb"] > 0 else float("nan"),
+    }
+    if not args.checkpointing:
+        ratios["saved activations"] = ours["saved_mb"] / theirs["saved_mb"]
+    print("ratio ours/diffusers: " + ", ".join(f"{name} {value:.3f}" for name, value in ratios.items()))
 
 
 if __name__ == "__main__":

@@ -54,11 +54,23 @@ class AlphaBlender(nn.Module):
         return alpha * spatial + (1.0 - alpha) * temporal
 
 
+class TimeConv(nn.Conv3d):
+    """A (k, 1, 1) convolution over (B, C, T, H, W) clips: the released Conv3d weights, run as a (k, 1) 2D
+    convolution over (B, C, T, H*W), which gives the same result with much faster kernels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_frames: int):
+        super().__init__(in_channels, out_channels, (kernel_frames, 1, 1), padding=(kernel_frames // 2, 0, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(x.flatten(3), self.weight.squeeze(-1), self.bias, padding=(self.padding[0], 0))
+        return out.unflatten(3, x.shape[3:])
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, add the embedding, GroupNorm-SiLU-dropout-conv (zero-initialised), plus a skip.
 
-    `kernel_size` of length 2 makes the spatial 2D block, of length 3 the temporal (t, 1, 1) block; the
-    embedding is laid out like the input without its spatial dims: (N, E) for 2D, (B, T, E) for 3D.
+    With `kernel_frames=None` it is the spatial block (3x3 convs on (N, C, H, W), embedding (N, E)); with
+    `kernel_frames=k` the temporal block ((k,1,1) convs on (B, C, T, H, W) clips, embedding (B, T, E)).
     """
 
     def __init__(
@@ -66,25 +78,27 @@ class ResBlock(nn.Module):
         channels: int,
         out_channels: int,
         emb_channels: int,
-        kernel_size: tuple[int, ...],
         eps: float,
         groups: int,
         dropout: float,
+        kernel_frames: int | None = None,
     ):
         super().__init__()
-        conv = nn.Conv2d if len(kernel_size) == 2 else nn.Conv3d
-        padding = tuple(k // 2 for k in kernel_size)
+
+        def conv(inputs: int, outputs: int, size: int) -> nn.Module:
+            if kernel_frames is None:
+                return nn.Conv2d(inputs, outputs, size, padding=size // 2)
+            return TimeConv(inputs, outputs, kernel_frames if size > 1 else 1)
+
         self.in_layers = nn.Sequential(
-            nn.GroupNorm(groups, channels, eps=eps),
-            nn.SiLU(),
-            conv(channels, out_channels, kernel_size, padding=padding),
+            nn.GroupNorm(groups, channels, eps=eps), nn.SiLU(), conv(channels, out_channels, 3)
         )
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
         self.out_layers = nn.Sequential(
             nn.GroupNorm(groups, out_channels, eps=eps),
             nn.SiLU(),
             nn.Dropout(dropout),
-            zero_initialised(conv(out_channels, out_channels, kernel_size, padding=padding)),
+            zero_initialised(conv(out_channels, out_channels, 3)),
         )
         self.skip_connection = nn.Identity() if channels == out_channels else conv(channels, out_channels, 1)
 
@@ -113,11 +127,12 @@ class VideoResBlock(ResBlock):
         temporal_kernel_size: int,
         merge_factor: float,
     ):
-        super().__init__(channels, out_channels, emb_channels, (3, 3), eps, groups, dropout)
+        super().__init__(channels, out_channels, emb_channels, eps, groups, dropout)
         self.temporal = temporal
         if temporal:
-            kernel = (temporal_kernel_size, 1, 1)
-            self.time_stack = ResBlock(out_channels, out_channels, emb_channels, kernel, eps, groups, dropout)
+            self.time_stack = ResBlock(
+                out_channels, out_channels, emb_channels, eps, groups, dropout, kernel_frames=temporal_kernel_size
+            )
             self.time_mixer = AlphaBlender(merge_factor)
 
     def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
@@ -201,7 +216,7 @@ class VideoTransformer(nn.Module):
             h = self.proj_out(h).reshape(frames_batch, height, width, channels).permute(0, 3, 1, 2)
         else:
             h = self.proj_out(h.reshape(frames_batch, height, width, channels).permute(0, 3, 1, 2))
-        return h + x
+        return h.contiguous() + x  # a permuted operand would hand channels-last strides to every later layer
 
 
 class InputConv(nn.Conv2d):
