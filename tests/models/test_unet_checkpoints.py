@@ -231,3 +231,20 @@ def test_image_unet_converts_to_a_diffusers_image_folder(tmp_path):
     }
     converted = UNet2DConditionModel.from_pretrained(tmp_path / "dst", torch_dtype=torch.float16).state_dict()
     assert all(torch.equal(v.half(), converted[k]) for k, v in reference.state_dict().items())
+
+
+@torch.no_grad()
+def test_pipeline_folder_with_sharded_or_variant_weights_loads(tmp_path, diffusers_video_folder):
+    folder, reference = diffusers_video_folder
+    reference.save_pretrained(tmp_path / "sharded" / "unet", max_shard_size="1MB")
+    assert (tmp_path / "sharded" / "unet" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    variant = tmp_path / "variant"
+    variant.mkdir()
+    (variant / "config.json").write_text((folder / "config.json").read_text())
+    weights = (folder / "diffusion_pytorch_model.safetensors").read_bytes()
+    (variant / "diffusion_pytorch_model.fp16.safetensors").write_bytes(weights)
+
+    expected = load_unet(folder).state_dict()
+    for source in (tmp_path / "sharded", variant):
+        loaded = load_unet(source).state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in expected.items())
