@@ -1,0 +1,80 @@
+"""The weight-free aesthetic backend: a classic no-reference quality score (the LAION head is in `clip_scoring.py`).
+
+`ClassicQuality` is a no-reference score from three textbook measurements on the luma channel, each turned into
+a factor in (0, 1] that halves at a documented reference value, multiplied and scaled to 0..10:
+
+- contrast: robust RMS contrast, `1.4826 * median(|L - median(L)|)` (text and small objects do not count);
+  `q = c^2 / (c^2 + c0^2)`;
+- noise: Immerkær's fast noise estimate (J. Immerkær, "Fast noise variance estimation", CVIU 1996) with a median
+  instead of the mean so edges do not count: `sigma_n = median(|L * N|) / 0.6745 / 6` for the 3x3 operator N;
+  `q = 1 / (1 + (sigma_n / n0)^2)`;
+- blur: the Gaussian width of the strongest edges, from re-blurring (Hu & de Haan, "Low cost robust blur
+  estimator", ICIP 2006): at the top 0.5 % gradient pixels the gradient ratio `rho` between the frame and the
+  frame re-blurred with `sigma_r` gives `sigma_b = sigma_r / sqrt(rho^2 - 1)`; `q = 1 / (1 + (sigma_b / b0)^2)`.
+
+Measurements are in grey levels and pixels of the frame scaled to `short_side` px (never upscaled). The clip's
+score is the mean over its first, middle and last frames. It is also a cheap pre-filter at scale.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .video_io import scaled_size
+
+NOISE_OPERATOR = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+def robust_contrast(luma: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(luma - np.median(luma))))
+
+
+def noise_sigma(luma: np.ndarray) -> float:
+    response = np.abs(cv2.filter2D(luma, -1, NOISE_OPERATOR)[1:-1, 1:-1])
+    return float(np.median(response) / 0.6745 / 6.0)
+
+
+def _gradient(luma: np.ndarray) -> np.ndarray:
+    return np.hypot(cv2.Sobel(luma, cv2.CV_32F, 1, 0), cv2.Sobel(luma, cv2.CV_32F, 0, 1))
+
+
+def edge_blur_sigma(luma: np.ndarray, reblur_sigma: float = 1.0, edge_percentile: float = 99.5) -> float:
+    denoised = cv2.medianBlur(np.clip(luma, 0, 255).astype(np.uint8), 3).astype(np.float32)
+    gradient = _gradient(denoised)
+    reblurred = _gradient(cv2.GaussianBlur(denoised, (0, 0), reblur_sigma))
+    edges = gradient >= np.percentile(gradient, edge_percentile)
+    if not edges.any() or gradient[edges].max() <= 0:
+        return float("inf")
+    ratio = float(np.median(gradient[edges] / np.maximum(reblurred[edges], 1e-3)))
+    return float(reblur_sigma / np.sqrt(max(ratio**2 - 1.0, 1e-3)))
+
+
+@dataclass(frozen=True)
+class ClassicQuality:
+    """Weight-free no-reference quality in 0..10 (see the module docstring for the three factors)."""
+
+    short_side: int = 256
+    contrast_reference: float = 8.0
+    noise_reference: float = 8.0
+    blur_reference: float = 2.0
+
+    name = "classic"
+    uses_clip = False
+
+    def measurements(self, frame_rgb: np.ndarray) -> dict[str, float]:
+        width, height = scaled_size(frame_rgb.shape[1], frame_rgb.shape[0], self.short_side)
+        if (width, height) != (frame_rgb.shape[1], frame_rgb.shape[0]):
+            frame_rgb = cv2.resize(frame_rgb, (width, height), interpolation=cv2.INTER_AREA)
+        luma = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return {"contrast": robust_contrast(luma), "noise": noise_sigma(luma), "blur": edge_blur_sigma(luma)}
+
+    def frame_score(self, frame_rgb: np.ndarray) -> float:
+        m = self.measurements(frame_rgb)
+        contrast = m["contrast"] ** 2 / (m["contrast"] ** 2 + self.contrast_reference**2)
+        noise = 1.0 / (1.0 + (m["noise"] / self.noise_reference) ** 2)
+        sharpness = 1.0 / (1.0 + (m["blur"] / self.blur_reference) ** 2)
+        return 10.0 * contrast * noise * sharpness
+
+    def score(self, frames: list[np.ndarray]) -> float:
+        return float(np.mean([self.frame_score(f) for f in frames]))

@@ -1,0 +1,56 @@
+"""Clips as spans of their source: cut windows removed, optional snapping to keyframes, a minimum length.
+
+A clip is `[start_frame, end_frame)` of a source video; its id is a stable hash of the source path and the span,
+so the same video curated twice gives the same ids. Physical splitting (`split.py`) is optional.
+"""
+
+import bisect
+import hashlib
+from dataclasses import dataclass
+
+from .cuts import Cut
+
+
+@dataclass(frozen=True)
+class ClipSpan:
+    start_frame: int
+    end_frame: int
+
+    @property
+    def num_frames(self) -> int:
+        return self.end_frame - self.start_frame
+
+    def key_frames(self) -> tuple[int, int, int]:
+        """First, middle and last frame: the frames the paper scores for OCR, CLIP and aesthetics."""
+        return self.start_frame, (self.start_frame + self.end_frame - 1) // 2, self.end_frame - 1
+
+
+@dataclass(frozen=True)
+class ClipPolicy:
+    """How cuts become clips. `snap_to_keyframes` moves each clip start to the first keyframe at or after it
+    (the paper's rule: the closest keyframe that does not cross the cut), so stream-copy splitting is exact."""
+
+    min_clip_s: float = 1.0
+    snap_to_keyframes: bool = False
+
+    def spans(self, cuts: list[Cut], num_frames: int, fps: float, keyframes: tuple[int, ...] = ()) -> list[ClipSpan]:
+        ends = [c.start_frame for c in cuts] + [num_frames]
+        starts = [0] + [c.end_frame for c in cuts]
+        spans = []
+        for start, end in zip(starts, ends):
+            if self.snap_to_keyframes and keyframes:
+                position = bisect.bisect_left(keyframes, start)
+                start = keyframes[position] if position < len(keyframes) else end
+            if end - start >= max(1, round(self.min_clip_s * fps)):
+                spans.append(ClipSpan(start, end))
+        return spans
+
+
+def clip_id(video_path: str, span: ClipSpan) -> str:
+    """Stable id of a span of a source: the first 16 hex digits of SHA-1 over path and frame range."""
+    return hashlib.sha1(f"{video_path}|{span.start_frame}|{span.end_frame}".encode()).hexdigest()[:16]
+
+
+def error_id(video_path: str) -> str:
+    """Id of the single error row a source that could not be curated gets."""
+    return hashlib.sha1(f"{video_path}|error".encode()).hexdigest()[:16]

@@ -1,0 +1,200 @@
+"""Motion score = mean optical-flow magnitude over a clip (SVD §3.1, App. C).
+
+Farneback (OpenCV) at 2 fps on frames downscaled to 16 px on the short side is the paper's pretraining-data
+setting; the score is in pixels of that small map per sampling step (1/fps s), so it does not depend on the source
+resolution. RAFT (torchvision) at a chosen resolution is the paper's high-quality-set alternative; its score is in
+pixels at that resolution per step.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .video_io import scaled_size
+
+
+def sample_indices(start: int, end: int, native_fps: float, flow_fps: float) -> list[int]:
+    """Frames of `[start, end)` at `flow_fps`; at least the first and last frame when the clip is shorter."""
+    step = nominal_step(native_fps, flow_fps)
+    indices = list(range(start, end, step))
+    if len(indices) < 2 and end - start >= 2:
+        indices = [start, end - 1]
+    return indices
+
+
+def nominal_step(native_fps: float, flow_fps: float) -> int:
+    return max(1, int(round(native_fps / flow_fps)))
+
+
+@dataclass(frozen=True)
+class FarnebackFlow:
+    """Dense Farneback flow sampled at `fps`; mean magnitude in pixels of a `short_side`-px map per 1/fps s.
+
+    Flow is computed on grey frames with `compute_short_side` px on the short side, contrast-normalised per pair
+    (washed-out footage otherwise reads as slow), and rescaled to the `short_side` map the paper stores.
+    At each sample `t` it measures the flow to frame `t + gap` (`gap=None`: to the next sample, the paper's plain
+    2 fps). Sensor noise adds a flow magnitude that does not grow with the time gap while motion does, so with
+    `noise_compensated` the score is `|F(t, t+2g)| - |F(t, t+g)|` per frame (exactly the mean magnitude for clean
+    footage), which keeps static but noisy shots below slowly moving ones."""
+
+    fps: float = 2.0
+    short_side: int = 16
+    compute_short_side: int = 32
+    gap: int | None = 1
+    noise_compensated: bool = True
+    contrast_normalized: bool = True
+    pyr_scale: float = 0.5
+    levels: int = 3
+    winsize: int = 7
+    iterations: int = 3
+    poly_n: int = 5
+    poly_sigma: float = 1.1
+
+    name = "farneback"
+    full_resolution = False
+
+    def _gap(self, native_fps: float) -> int:
+        return self.gap or nominal_step(native_fps, self.fps)
+
+    def _samples(self, start: int, end: int, native_fps: float) -> list[int]:
+        reach = self._gap(native_fps) * (2 if self.noise_compensated else 1)
+        return list(range(start, end - reach, nominal_step(native_fps, self.fps)))
+
+    def frames_needed(self, start: int, end: int, native_fps: float) -> list[int]:
+        gap = self._gap(native_fps)
+        samples = self._samples(start, end, native_fps)
+        if not samples:
+            return [start, end - 1] if end - start >= 2 else []
+        offsets = (0, gap, 2 * gap) if self.noise_compensated else (0, gap)
+        return sorted({t + offset for t in samples for offset in offsets})
+
+    def _grey(self, frame: np.ndarray) -> np.ndarray:
+        width, height = scaled_size(frame.shape[1], frame.shape[0], self.compute_short_side)
+        small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+    def _normalise(self, grey: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        if not self.contrast_normalized:
+            return grey.round().astype(np.uint8)
+        return np.clip((grey - reference.mean()) / (reference.std() + 1e-3) * 40.0 + 128.0, 0, 255).astype(np.uint8)
+
+    def _magnitude(self, first: np.ndarray, second: np.ndarray) -> float:
+        flow = cv2.calcOpticalFlowFarneback(
+            first, second, None, self.pyr_scale, self.levels, self.winsize, self.iterations, self.poly_n,
+            self.poly_sigma, 0,
+        )
+        return float(np.linalg.norm(flow, axis=2).mean())
+
+    def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
+        """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
+        if end - start < 2:
+            return None
+        step, gap = nominal_step(native_fps, self.fps), self._gap(native_fps)
+        samples = self._samples(start, end, native_fps)
+        if not samples:
+            return self._plain(frames[start], frames[end - 1]) / (end - 1 - start) * step * self._to_map(frames[start])
+        per_frame = []
+        for t in samples:
+            reference = self._grey(frames[t])
+            base = self._normalise(reference, reference)
+            near = self._magnitude(base, self._normalise(self._grey(frames[t + gap]), reference))
+            if self.noise_compensated:
+                far = self._magnitude(base, self._normalise(self._grey(frames[t + 2 * gap]), reference))
+                per_frame.append(max(0.0, far - near) / gap)
+            else:
+                per_frame.append(near / gap)
+        return float(np.mean(per_frame)) * step * self._to_map(frames[start])
+
+    def _plain(self, first: np.ndarray, second: np.ndarray) -> float:
+        reference = self._grey(first)
+        return self._magnitude(self._normalise(reference, reference), self._normalise(self._grey(second), reference))
+
+    def _to_map(self, frame: np.ndarray) -> float:
+        """Pixels at the compute size to pixels of the stored `short_side` map."""
+        return self.short_side / min(self._grey(frame).shape)
+
+
+@dataclass(frozen=True)
+class RaftFlow:
+    """torchvision RAFT (`raft_small` or `raft_large`) with weights from a local state-dict file.
+
+    Without weights the network is randomly initialised (for tests); the table's flow model column says so."""
+
+    fps: float = 2.0
+    model: str = "raft_small"
+    weights: str | None = None
+    width: int = 800
+    height: int = 448
+    num_flow_updates: int = 12
+    batch_pairs: int = 4
+    device: str = "cpu"
+
+    name = "raft"
+    full_resolution = True
+
+    def __post_init__(self):
+        if self.width % 8 or self.height % 8 or min(self.width, self.height) < 128:
+            raise ValueError(
+                f"curation.flow.raft: width and height must be multiples of 8 and at least 128, "
+                f"got {self.width}x{self.height} (e.g. 800x448 for the paper's 800x450)"
+            )
+        if self.model not in ("raft_small", "raft_large"):
+            raise ValueError(f"curation.flow.raft.model must be raft_small or raft_large, got {self.model!r}")
+
+    def frames_needed(self, start: int, end: int, native_fps: float) -> list[int]:
+        return sample_indices(start, end, native_fps, self.fps)
+
+    def network(self):
+        """Built on first use, once per worker process."""
+        cached = getattr(self, "_network", None)
+        if cached is not None:
+            return cached
+        import torch
+        from torchvision.models import optical_flow
+
+        network = getattr(optical_flow, self.model)(weights=None)
+        if self.weights:
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            network.load_state_dict(state)
+        network = network.eval().to(self.device)
+        object.__setattr__(self, "_network", network)
+        return network
+
+    def _tensor(self, frame: np.ndarray):
+        import torch
+
+        resized = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(resized).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+    def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
+        """Mean RAFT flow magnitude between consecutive samples, scaled to one nominal step."""
+        import torch
+
+        indices = sample_indices(start, end, native_fps, self.fps)
+        if len(indices) < 2:
+            return None
+        step = nominal_step(native_fps, self.fps)
+        network = self.network()
+        images = [self._tensor(frames[i]) for i in indices]
+        magnitudes = []
+        with torch.inference_mode():
+            for begin in range(0, len(indices) - 1, self.batch_pairs):
+                stop = min(begin + self.batch_pairs, len(indices) - 1)
+                first = torch.stack(images[begin:stop]).to(self.device)
+                second = torch.stack(images[begin + 1:stop + 1]).to(self.device)
+                flow = network(first, second, num_flow_updates=self.num_flow_updates)[-1]
+                per_pair = flow.norm(dim=1).mean(dim=(1, 2)).cpu().tolist()
+                gaps = [indices[k + 1] - indices[k] for k in range(begin, stop)]
+                magnitudes.extend(m * step / g for m, g in zip(per_pair, gaps))
+        return float(np.mean(magnitudes))
+
+
+def build_flow(node: dict):
+    backend = node.get("backend", "farneback")
+    fps = float(node.get("fps", 2.0))
+    if backend == "farneback":
+        return FarnebackFlow(fps=fps, **dict(node.get("farneback") or {}))
+    if backend == "raft":
+        return RaftFlow(fps=fps, **dict(node.get("raft") or {}))
+    raise ValueError(f"curation.flow.backend must be farneback or raft, got {backend!r}")

@@ -1,0 +1,244 @@
+"""One video in, its clip-table rows out: probe, decode once, cuts, clips, captions, scores.
+
+Every stage is a pure function of the video and the `curation` config, so the local and Ray engines run the same
+`VideoCurator.curate` and get the same rows. The video is decoded twice at most: once at the analysis size (every
+frame, for the cuts and the Farneback flow) and once for the few full-size frames the frame scorers share (first,
+middle and last frame of every clip for OCR, aesthetics and CLIP; RAFT's samples when RAFT is on).
+"""
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .aesthetic import ClassicQuality
+from .captions import SidecarCaptioner
+from .clips import ClipPolicy, ClipSpan, clip_id, error_id
+from .cuts import CutCascade
+from .motion import build_flow
+from .ocr import build_ocr
+from .split import SPLITTERS
+from .table import SCORE_COLUMNS, config_hash
+from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_video, scaled_size
+
+STAGES = ("probe", "decode", "cuts", "frames", "captions", "flow", "ocr", "aesthetic", "clip", "split")
+
+
+@dataclass
+class VideoResult:
+    """The rows of one video plus what the report needs (detected cuts, seconds per stage)."""
+
+    video_path: str
+    rows: list[dict]
+    cuts: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+class _Timer:
+    def __init__(self, seconds: dict[str, float], stage: str):
+        self.seconds, self.stage = seconds, stage
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds[self.stage] = self.seconds.get(self.stage, 0.0) + time.perf_counter() - self.start
+
+
+class VideoCurator:
+    """Built once per worker process from the `curation` config (a plain dict); `curate(path)` is pure."""
+
+    def __init__(self, cfg: dict, threads: int = 1):
+        self.cfg = cfg
+        decode = cfg["decode"]
+        self.limits = VideoLimits(max_frame_pixels=int(decode["max_frame_pixels"]))
+        self.analysis_short_side = int(decode["analysis_short_side"])
+        self.max_analysis_bytes = int(decode["max_analysis_megabytes"]) * 2**20
+        self.cascade = CutCascade.from_config(cfg["cuts"])
+        self.policy = ClipPolicy(float(cfg["cuts"]["min_clip_s"]), bool(cfg["cuts"]["snap_to_keyframes"]))
+        self.flow = build_flow(cfg["flow"]) if cfg["flow"].get("backend", "farneback") != "none" else None
+        self.ocr = build_ocr(cfg["ocr"], threads=threads)
+        aesthetic = cfg["aesthetic"]
+        self.aesthetic_backend = aesthetic.get("backend", "classic")
+        if self.aesthetic_backend not in ("classic", "laion", "none"):
+            raise ValueError(
+                f"curation.aesthetic.backend must be classic, laion or none, got {self.aesthetic_backend!r}")
+        self.classic = ClassicQuality(**dict(aesthetic.get("classic") or {}))
+        self.sidecar = SidecarCaptioner() if cfg["captions"]["sidecar"]["enabled"] else None
+        self.split_mode = cfg["split"]["mode"]
+        if self.split_mode not in ("none", *SPLITTERS):
+            raise ValueError(f"curation.split.mode must be none, copy or reencode, got {self.split_mode!r}")
+        self.split_dir = Path(cfg["split"]["dir"]) if cfg["split"].get("dir") else None
+        self._clip_encoder = None
+        self._laion = None
+        self.stage_hashes = {
+            "flow_score": config_hash(cfg["flow"]),
+            "ocr_area": config_hash(cfg["ocr"]),
+            "aesthetic_score": config_hash({"aesthetic": aesthetic, "clip": cfg["clip"]}
+                                           if self.aesthetic_backend == "laion" else aesthetic),
+            "clip_score": config_hash(cfg["clip"]),
+        }
+
+    @property
+    def clip_enabled(self) -> bool:
+        return bool(self.cfg["clip"]["enabled"]) or self.aesthetic_backend == "laion"
+
+    def clip_encoder(self):
+        """open_clip is imported and the model built on first use (workers without CLIP never import torch)."""
+        if self._clip_encoder is None:
+            from .clip_scoring import ClipEncoder
+
+            clip = self.cfg["clip"]
+            self._clip_encoder = ClipEncoder(clip["model"], clip.get("weights"), clip.get("device", "cpu"),
+                                             clip.get("config_file"))
+        return self._clip_encoder
+
+    def laion(self):
+        if self._laion is None:
+            from .clip_scoring import LaionAesthetic
+
+            laion = self.cfg["aesthetic"].get("laion") or {}
+            dim = int(self.clip_encoder().model.visual.output_dim)
+            self._laion = LaionAesthetic(dim, laion.get("weights"), laion.get("head", "mlp"))
+        return self._laion
+
+    def describe_models(self) -> dict[str, str | None]:
+        """What produced each score, as stored in the `<score>_model` columns."""
+        flow = self.flow
+        if flow is None:
+            flow_text = None
+        elif flow.name == "farneback":
+            flow_text = (f"farneback {flow.fps:g} fps, px of a {flow.short_side}-px-short-side map per "
+                         f"{1 / flow.fps:g} s")
+        else:
+            flow_text = (f"{flow.model} weights={flow.weights or 'random (scores are not meaningful)'} "
+                         f"{flow.width}x{flow.height}, px per {1 / flow.fps:g} s")
+        aesthetic = {"classic": "classic no-reference quality 0..10 (contrast, noise, blur)", "none": None}
+        return {
+            "flow_score": flow_text,
+            "ocr_area": None if self.ocr is None else f"{self.ocr.detector.name} text-box area, {self.ocr.aggregate}",
+            "aesthetic_score": self.laion().describe() + " on " + self.clip_encoder().describe()
+            if self.aesthetic_backend == "laion" else aesthetic[self.aesthetic_backend],
+            "clip_score": self.clip_encoder().describe() if self.cfg["clip"]["enabled"] else None,
+        }
+
+    def curate(self, video_path: str) -> VideoResult:
+        seconds: dict[str, float] = {}
+        try:
+            return self._curate(video_path, seconds)
+        except BadVideoError as err:
+            return self._error(video_path, str(err), seconds)
+        except Exception as err:  # one broken video must never stop a shard
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            message = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
+            return self._error(video_path, message, seconds)
+
+    def _error(self, video_path: str, message: str, seconds: dict[str, float]) -> VideoResult:
+        row = {"clip_id": error_id(video_path), "video_path": video_path, "status": "error", "error": message}
+        return VideoResult(video_path, [row], seconds=seconds, error=message)
+
+    def _curate(self, video_path: str, seconds: dict[str, float]) -> VideoResult:
+        with _Timer(seconds, "probe"):
+            info = probe_video(video_path, self.limits)
+        width, height = scaled_size(info.width, info.height, self.analysis_short_side)
+        needed = info.num_frames * width * height * 3
+        if needed > self.max_analysis_bytes:
+            raise BadVideoError(
+                f"{info.num_frames} frames need {needed / 2**20:.0f} MiB at the analysis size; above "
+                f"curation.decode.max_analysis_megabytes={self.max_analysis_bytes // 2**20} (split the source first)"
+            )
+        with _Timer(seconds, "decode"):
+            frames = decode_all(info, self.analysis_short_side, self.cfg["decode"].get("threads", "AUTO"))
+        with _Timer(seconds, "cuts"):
+            cuts = self.cascade.detect(frames, info.fps)
+            spans = self.policy.spans(cuts, info.num_frames, info.fps, info.keyframes)
+        cut_records = [{"frame": c.frame, "time_s": c.time_s(info.fps), "start_frame": c.start_frame,
+                        "end_frame": c.end_frame, "level": c.level} for c in cuts]
+        if not spans:
+            raise BadVideoError(
+                f"no clip of at least curation.cuts.min_clip_s={self.policy.min_clip_s} s "
+                f"(video {info.duration_s:.2f} s, {len(cuts)} cut(s))"
+            )
+        with _Timer(seconds, "frames"):
+            full = self._full_frames(info, spans)
+        rows = [self._base_row(info, span) for span in spans]
+        with _Timer(seconds, "captions"):
+            if self.sidecar is not None:
+                captions = self.sidecar.captions(video_path, [(s.start_frame, s.end_frame) for s in spans], info.fps)
+                for row, caption in zip(rows, captions):
+                    row["caption_sidecar"] = caption
+            for row in rows:
+                row["caption"] = next((row.get(c) for c in self.cfg["clip"]["caption_columns"] if row.get(c)), None)
+        with _Timer(seconds, "flow"):
+            if self.flow is not None:
+                source = full if self.flow.full_resolution else frames
+                for row, span in zip(rows, spans):
+                    row["flow_score"] = self.flow.score(source, span.start_frame, span.end_frame, info.fps)
+        key_frames = [[full[i] for i in span.key_frames()] for span in spans]
+        with _Timer(seconds, "ocr"):
+            if self.ocr is not None:
+                for row, frames_of_clip in zip(rows, key_frames):
+                    row["ocr_area"] = self.ocr.score(frames_of_clip)
+        with _Timer(seconds, "aesthetic"):
+            if self.aesthetic_backend == "classic":
+                for row, frames_of_clip in zip(rows, key_frames):
+                    row["aesthetic_score"] = self.classic.score(frames_of_clip)
+        with _Timer(seconds, "clip"):
+            if self.clip_enabled:
+                self._clip_scores(rows, key_frames)
+        with _Timer(seconds, "split"):
+            if self.split_mode != "none":
+                self._split(info, spans, rows)
+        for row in rows:
+            for score in SCORE_COLUMNS:
+                if row.get(score) is not None:
+                    row[f"{score}_config"] = self.stage_hashes[score]
+        models = self.describe_models()
+        for row in rows:
+            for score, text in models.items():
+                if row.get(score) is not None:
+                    row[f"{score}_model"] = text
+        return VideoResult(video_path, rows, cut_records, seconds)
+
+    def _base_row(self, info, span: ClipSpan) -> dict:
+        return {
+            "clip_id": clip_id(info.path, span), "video_path": info.path,
+            "start_s": span.start_frame / info.fps, "end_s": span.end_frame / info.fps,
+            "start_frame": span.start_frame, "end_frame": span.end_frame, "fps": info.fps,
+            "width": info.width, "height": info.height, "num_frames": span.num_frames,
+            "status": "ok", "error": None,
+        }
+
+    def _full_frames(self, info, spans: list[ClipSpan]) -> dict[int, np.ndarray]:
+        wanted = {i for span in spans for i in span.key_frames()}
+        if self.flow is not None and self.flow.full_resolution:
+            for span in spans:
+                wanted.update(self.flow.frames_needed(span.start_frame, span.end_frame, info.fps))
+        return decode_at(info, sorted(wanted))
+
+    def _clip_scores(self, rows: list[dict], key_frames: list[list[np.ndarray]]) -> None:
+        encoder = self.clip_encoder()
+        images = encoder.encode_images([f for frames in key_frames for f in frames])
+        images = images.reshape(len(rows), -1, images.shape[-1])
+        if self.aesthetic_backend == "laion":
+            for row, value in zip(rows, self.laion().scores(images)):
+                row["aesthetic_score"] = value
+        if self.cfg["clip"]["enabled"]:
+            from .clip_scoring import caption_similarity
+
+            captioned = [i for i, row in enumerate(rows) if row["caption"]]
+            if captioned:
+                texts = encoder.encode_texts([rows[i]["caption"] for i in captioned])
+                for i, value in zip(captioned, caption_similarity(images[captioned], texts)):
+                    rows[i]["clip_score"] = value
+
+    def _split(self, info, spans: list[ClipSpan], rows: list[dict]) -> None:
+        if self.split_dir is None:
+            raise ValueError("curation.split.dir must be set when curation.split.mode is not none")
+        self.split_dir.mkdir(parents=True, exist_ok=True)
+        for row, span in zip(rows, spans):
+            target = self.split_dir / f"{row['clip_id']}.mp4"
+            row["clip_path"] = str(SPLITTERS[self.split_mode](info, span.start_frame, span.end_frame, target))
