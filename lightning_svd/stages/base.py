@@ -48,7 +48,7 @@ class DiffusionStage(L.LightningModule):
         self.conditioner = self.build_conditioner(cfg)
         self.unet = self.build_network(cfg)
         self.unet.set_gradient_checkpointing(bool(cfg["gradient_checkpointing"]))
-        self.diffusion = build_diffusion(without_unset_guider_keys(cfg["diffusion"]))
+        self.diffusion = build_diffusion(without_unset_keys(cfg["diffusion"]))
         self.denoiser = self.diffusion.denoiser(self.unet)
         self.sigma_bucket_edges = self.ln_sigma_quantiles(int(cfg["sigma_buckets"]))
         self.build_extras(cfg)
@@ -266,9 +266,12 @@ class DiffusionStage(L.LightningModule):
 
 
 
-def without_unset_guider_keys(diffusion: Mapping) -> dict:
-    """The config lists every guider's keys (so any can be set from the command line); drop the null ones."""
+def without_unset_keys(diffusion: Mapping) -> dict:
+    """Config nodes list the keys of several choices (so any can be set from the command line): a part's
+    null keys (noise, guider) are not its parameters."""
     diffusion = dict(diffusion)
+    if "noise" in diffusion:
+        diffusion["noise"] = {k: v for k, v in diffusion["noise"].items() if v is not None}
     sampling = dict(diffusion.get("sampling", {}))
     if "guider" in sampling:
         sampling["guider"] = {k: v for k, v in sampling["guider"].items() if v is not None}

@@ -1,0 +1,82 @@
+"""Every stage experiment trains two tiny steps through the train task and seeds the next stage (init_from)."""
+
+import json
+
+import pytest
+import torch
+
+from lightning_svd.stages import load_stage
+
+from .tiny import tiny_run
+
+# (experiment, the earlier stage it starts from, overrides)
+CHAIN = [
+    ("pretrain_image_edm", None, ["train.time_embedding_only_steps=1"]),
+    ("pretrain_video", "pretrain_image_edm", ["train.num_frames=2"]),
+    ("finetune_t2v_hq", "pretrain_video", ["train.num_frames=2"]),
+    ("ablation_proxy", "pretrain_video", ["train.num_frames=2"]),
+    ("i2v", "finetune_t2v_hq", ["train.num_frames=2"]),
+    ("frame_interpolation", "finetune_t2v_hq", ["train.num_frames=3"]),
+    ("camera_lora", "i2v", ["train.num_frames=2", "train.data.camera_motion=pan"]),
+]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, clip_table):
+    root = tmp_path_factory.mktemp("chain")
+    results = {}
+    for experiment, parent, overrides in CHAIN:
+        init = [f"init_from={root / parent}"] if parent else []
+        results[experiment] = tiny_run(experiment, root / experiment, clip_table, *overrides, *init)
+    return root, results
+
+
+@pytest.mark.parametrize(("experiment", "parent"), [(e, p) for e, p, _ in CHAIN])
+def test_stage_trains_two_steps_and_loads_its_parent(chain, experiment, parent):
+    root, results = chain
+    result = results[experiment]
+    assert result["steps"] == 2 and result["final_loss"] is not None and result["final_loss"] > 0
+    assert (root / experiment / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((root / experiment / "results.json").read_text())["steps"] == 2
+    assert list((root / experiment / "tensorboard").glob("events.out.tfevents.*"))
+    if parent:
+        counts = result["init_weights"]
+        assert counts["copied"] > 100, counts
+    stage = load_stage(root / experiment)
+    assert stage.hparams.stage["name"] == result["stage"]
+
+
+def test_chained_weights_come_from_the_parents_ema(chain):
+    """A spatial weight the video stage copied from the image stage equals the image stage's EMA value."""
+    root, _ = chain
+    parent = torch.load(root / "pretrain_image_edm" / "checkpoints" / "last.ckpt", weights_only=False)
+    child_init = load_stage(root / "pretrain_video")
+    key = "unet.input_blocks.0.0.weight"
+    assert key in parent["ema"]["shadow"]
+    assert child_init.unet.input_blocks[0][0].weight.shape == parent["ema"]["shadow"][key].shape
+
+
+def test_i2v_grew_the_input_conv_with_zeroed_new_channels(chain):
+    root, results = chain
+    assert results["i2v"]["init_weights"]["grown"] >= 1
+    parent = load_stage(root / "finetune_t2v_hq")
+    child = load_stage(root / "i2v")
+    assert child.unet.input_blocks[0][0].weight.shape[1] == 2 * parent.unet.input_blocks[0][0].weight.shape[1]
+
+
+def test_camera_lora_exports_its_adapters(chain):
+    root, results = chain
+    from safetensors.torch import load_file
+
+    tensors = load_file(results["camera_lora"]["lora"])
+    assert tensors and all(".lora_down." in k or ".lora_up." in k for k in tensors)
+
+
+def test_sample_task_writes_mp4_and_gif(chain, tmp_path):
+    from lightning_svd.cli import main
+
+    root, _ = chain
+    code = main(["experiment=sample", f"run_dir={tmp_path}", f"model.checkpoint={root / 'finetune_t2v_hq'}",
+                 "prompt=a red square", "sampling.steps=2"])
+    assert code == 0
+    assert (tmp_path / "sample_00.mp4").stat().st_size > 0 and (tmp_path / "sample_00.gif").stat().st_size > 0
