@@ -49,7 +49,10 @@ class Registry:
         ]
         if missing:
             raise UserError(f"{self.kind} {name!r} needs parameter(s) {', '.join(missing)}")
-        return entry(**params)
+        try:
+            return entry(**params)
+        except ValueError as error:
+            raise UserError(f"{self.kind} {name!r}: {error}") from error
 
     def bind(self, spec: Mapping[str, Any] | str) -> Callable[..., Any]:
         """Return the named function with the spec's keyword-only parameters bound (for sampler functions)."""

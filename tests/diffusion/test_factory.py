@@ -57,6 +57,10 @@ def test_bad_parameters_name_the_valid_ones():
         build_sampler({"name": "euler", "eta": 1.0})
     with pytest.raises(UserError, match="guider 'cfg' needs parameter\\(s\\) scale"):
         build_guider("cfg")
+    with pytest.raises(UserError, match="discretization 'karras': karras sigmas need 0 < sigma_min < sigma_max"):
+        build_discretization({"name": "karras", "sigma_min": 1.0, "sigma_max": 0.5})
+    with pytest.raises(UserError, match="noise distribution 'log_normal': p_std must be non-negative"):
+        build_diffusion({"noise": {"p_std": -1.0}})
 
 
 def test_presets_hold_the_papers_settings():
