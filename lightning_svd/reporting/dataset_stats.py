@@ -35,16 +35,19 @@ def read_clip_table(path: str | Path) -> dict[str, list]:
 
 def clip_table_statistics(path: str | Path) -> dict:
     """Clip count, mean and total duration, mean frames, clips per source video, motion-annotation coverage."""
-    table = read_clip_table(path)
+    return {"path": str(path), **column_statistics(read_clip_table(path), name=str(path))}
+
+
+def column_statistics(table: dict[str, list], name: str = "clip table") -> dict:
+    """The statistics of a clip table given as columns (any table or subset in memory, e.g. an ablation arm)."""
     ok = [i for i, status in enumerate(table["status"]) if status == "ok"]
     if not ok:
-        raise UserError(f"clip table {path} has no rows with status 'ok'")
+        raise UserError(f"{name} has no rows with status 'ok'")
     durations = np.array([table["end_s"][i] - table["start_s"][i] for i in ok], dtype=np.float64)
     frames = np.array([table["num_frames"][i] for i in ok], dtype=np.float64)
     videos = {table["video_path"][i] for i in ok}
     with_motion = sum(table["flow_score"][i] is not None for i in ok)
     return {
-        "path": str(path),
         "num_clips": len(ok),
         "num_error_rows": len(table["status"]) - len(ok),
         "num_videos": len(videos),
