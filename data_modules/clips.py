@@ -129,10 +129,17 @@ class ClipDataset(Dataset):
 
 
 class SeededSampler(Sampler):
-    """Yields this rank's `(index, seed)` pairs of one seeded permutation per epoch (padded to split evenly)."""
+    """Yields this rank's `(index, seed)` pairs of one seeded permutation per epoch (padded to split evenly).
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+    `samples_done()` (if given) says how many of this epoch's samples earlier steps already consumed: an
+    epoch entered part-way (a run resumed mid-epoch) skips them, so it continues where the interrupted run
+    stopped instead of repeating the epoch's first batches.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True,
+                 samples_done=None):
         self.size, self.seed, self.rank, self.world_size, self.shuffle = size, seed, rank, world_size, shuffle
+        self.samples_done = samples_done
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -145,7 +152,10 @@ class SeededSampler(Sampler):
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
         padded = np.resize(order, len(self) * self.world_size)
-        for position in range(self.rank, len(padded), self.world_size):
+        skip = 0
+        if self.samples_done is not None:
+            skip = min(self.samples_done(), len(self))
+        for position in range(self.rank + skip * self.world_size, len(padded), self.world_size):
             sample_seed = (self.seed * 1_000_003 + self.epoch) * 1_000_003 + position
             yield int(padded[position]), sample_seed
 
@@ -195,9 +205,18 @@ class ClipDataModule(L.LightningDataModule):
         self.setup()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = SeededSampler(len(self.dataset), self.seed, rank, world)
+        sampler = SeededSampler(len(self.dataset), self.seed, rank, world, samples_done=self.samples_done)
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          drop_last=len(sampler) >= self.batch_size, persistent_workers=self.num_workers > 0)
+                          drop_last=True, persistent_workers=self.num_workers > 0)
+
+    def samples_done(self) -> int:
+        """This rank's samples the current epoch's optimizer steps consumed (0 unless resumed mid-epoch)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        batches_per_epoch = -(-len(self.dataset) // trainer.world_size) // self.batch_size
+        batches = trainer.global_step * trainer.accumulate_grad_batches - trainer.current_epoch * batches_per_epoch
+        return max(batches, 0) * self.batch_size
 
 
 class ImageDataModule(ClipDataModule):

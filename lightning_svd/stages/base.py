@@ -11,7 +11,7 @@ For callbacks and tasks:
   the EMA weights when EMA is on.
 - `with stage.ema_weights(): ...` runs any code on the EMA weights (a no-op context without EMA).
 
-Randomness (sigmas, noise, dropout, cond_aug) comes from a generator seeded by (seed, step, batch, rank),
+Randomness (sigmas, noise, dropout, cond_aug) comes from a generator seeded by (seed, step, rank),
 so a resumed run repeats exactly what an uninterrupted one does.
 """
 
@@ -139,8 +139,9 @@ class DiffusionStage(L.LightningModule):
     # --- training ---------------------------------------------------------------------------------------------
 
     def step_generator(self, batch_idx: int) -> torch.Generator:
-        """Seeded by (seed, global step, batch index, rank): identical draws after a resume."""
-        key = (self.seed * 1_000_003 + self.global_step * 10_007 + batch_idx) * 101 + self.global_rank
+        """Seeded by (seed, optimizer step, micro-batch, rank): identical draws after a resume."""
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        key = (self.seed * 1_000_003 + self.global_step * 10_007 + batch_idx % accumulate) * 101 + self.global_rank
         return torch.Generator(device=self.device).manual_seed(key % (2**63))
 
     @torch.no_grad()
