@@ -51,7 +51,9 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
-def add_lora(model: nn.Module, rank: int = 16, alpha: float | None = None, target: str = TEMPORAL_ATTENTION) -> list[str]:
+def add_lora(
+    model: nn.Module, rank: int = 16, alpha: float | None = None, target: str = TEMPORAL_ATTENTION
+) -> list[str]:
     """Wrap every Linear whose module path matches `target` (a regex) with a LoRA; returns the wrapped paths."""
     pattern = re.compile(target)
     paths = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and pattern.search(name)]

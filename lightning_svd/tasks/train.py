@@ -120,7 +120,9 @@ def run(cfg, ctx, callbacks=()) -> dict:
         "clips_per_second": throughput.clips_per_second, "world_size": trainer.world_size,
         "checkpoint": str(last), "resumed_from": resume_from, "init_from": cfg.init_from,
         "init_weights": init_counts, "global_batch_size": cfg.train.global_batch_size,
-        "effective_batch_size": int(cfg.train.data.batch_size) * trainer.world_size * trainer.accumulate_grad_batches, "clip_table": str(table), "motion_buckets": buckets.to_dict(),
+        "effective_batch_size": int(cfg.train.data.batch_size) * trainer.world_size
+        * trainer.accumulate_grad_batches,
+        "clip_table": str(table), "motion_buckets": buckets.to_dict(),
     }
     if hasattr(stage, "export") and trainer.is_global_zero:
         results.update(stage.export(Path(ctx.run_dir)))

@@ -52,7 +52,7 @@ def test_sample_has_t_frames_at_the_stride_and_reports_effective_fps(table):
     data = module(path, rows)
     sample = data.dataset[(0, 11)]
     assert sample["video"].shape == (4, 3, 24, 40) and sample["video"].dtype == torch.float32
-    assert -1.0 <= sample["video"].min() and sample["video"].max() <= 1.0
+    assert sample["video"].min() >= -1.0 and sample["video"].max() <= 1.0
     assert sample["fps_id"].item() == pytest.approx(rows[0]["fps"] / 2 - 1)
     assert 0 <= sample["motion_bucket_id"].item() <= 255
     assert sample["txt"] == rows[0]["caption_coca"]
