@@ -1,0 +1,99 @@
+"""Training throughput of a stage. Never run as a test.
+
+CPU (default): clips/s of the tiny pretrain_video stage through the real train task (DataModule + Trainer).
+    PYTHONPATH=. python benchmarks/train_throughput.py --steps 10
+GPU: one image-to-video stage on the `svd` UNet preset at 14 x 320 x 576 (random weights, ViT-H-14 image tower
+built from its config, SD 2.1 KL autoencoder), bf16 autocast, gradient checkpointing on: step time
+(forward + backward + AdamW), peak memory and MFU (FLOPs counted by torch's FlopCounterMode over one step,
+divided by step time and the device's dense bf16 peak, given with --peak-tflops).
+    PYTHONPATH=. python benchmarks/train_throughput.py --device cuda --steps 5 --peak-tflops 989
+"""
+
+import argparse
+import json
+import tempfile
+import time
+
+import torch
+from omegaconf import OmegaConf
+
+
+def cpu_tiny(steps: int) -> dict:
+    from lightning_svd.config import load_config
+    from lightning_svd.run_context import create_run
+    from lightning_svd.tasks import train
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = load_config("pretrain_video", "tiny", [f"run_dir={run_dir}", f"trainer.max_steps={steps}",
+                                                     "trainer.enable_progress_bar=false"])
+        ctx = create_run(cfg)
+        try:
+            results = train.run(cfg, ctx)
+        finally:
+            ctx.close()
+    return {"mode": "cpu tiny pretrain_video", "threads": torch.get_num_threads(), "steps": steps,
+            "frames": cfg.train.num_frames, "size": [cfg.train.height, cfg.train.width],
+            "batch": cfg.train.data.batch_size, "clips_per_second": results["clips_per_second"]}
+
+
+def gpu_svd(steps: int, frames: int, height: int, width: int, batch: int, peak_tflops: float) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lightning_svd.config import load_config
+    from lightning_svd.stages import STAGES
+
+    cfg = load_config("i2v", "paper", [f"frames={frames}", f"train.height={height}", f"train.width={width}",
+                                       "train.open_clip.model=ViT-H-14"], check_paths=False)
+    stage_cfg = OmegaConf.to_container(cfg.train, resolve=True)
+    stage = STAGES["image_to_video"](stage=stage_cfg).cuda()
+    optimizer = torch.optim.AdamW(stage.trainable_parameters(), lr=3e-5)
+    video = torch.rand(batch, frames, 3, height, width, device="cuda") * 2 - 1
+    data = {"video": video, "fps_id": torch.full((batch,), 6.0, device="cuda"),
+            "motion_bucket_id": torch.full((batch,), 127.0, device="cuda")}
+
+    def step(index: int) -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = stage.compute_loss(data, index).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    stage.train()
+    step(0)
+    with FlopCounterMode(display=False) as counter:
+        step(1)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    for index in range(steps):
+        step(index + 2)
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - started) / steps
+    flops = counter.get_total_flops()
+    return {"mode": "gpu svd i2v bf16 checkpointing", "device": torch.cuda.get_device_name(), "frames": frames,
+            "size": [height, width], "batch": batch, "step_seconds": round(seconds, 4),
+            "clips_per_second": round(batch / seconds, 3), "tflops_per_step": round(flops / 1e12, 2),
+            "mfu": round(flops / seconds / (peak_tflops * 1e12), 4),
+            "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "unet_parameters": sum(p.numel() for p in stage.unet.parameters())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--frames", type=int, default=14)
+    parser.add_argument("--height", type=int, default=320)
+    parser.add_argument("--width", type=int, default=576)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100/H200)")
+    args = parser.parse_args()
+    if args.device == "cpu":
+        result = cpu_tiny(args.steps)
+    else:
+        result = gpu_svd(args.steps, args.frames, args.height, args.width, args.batch, args.peak_tflops)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
