@@ -59,6 +59,7 @@ class LocalEngine:
             for video in videos:
                 yield curator.curate(video)
             return
+        VideoCurator(self.cfg)  # a bad config fails here, once, instead of in every worker the pool respawns
         context = multiprocessing.get_context("spawn")
         with context.Pool(min(self.workers, len(videos)), initializer=_init_worker, initargs=(self.cfg, self.threads),
                           maxtasksperchild=self.max_tasks) as pool:

@@ -1,0 +1,118 @@
+"""Task `curate`: a folder of videos (default: the synthetic corpus) -> `<run_dir>/clips/` + the curation report.
+
+Resume: pass the folder of an interrupted run as `run_dir=...`; shards with a done marker are skipped.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from ..curation.engines import LocalEngine
+from ..curation.quality import evaluate_against_truth
+from ..curation.report import histogram_image, render_markdown, score_values, summarize
+from ..curation.runner import curate_videos, discover_videos
+from ..curation.table import COLUMN_NOTES, ShardMismatchError, done_markers, read_clip_table
+from ..errors import UserError
+
+
+def source_videos(cfg) -> tuple[list[str], str]:
+    """The videos to curate and a description of where they come from."""
+    extensions = list(cfg.curation.extensions)
+    if cfg.data.source:
+        source = Path(str(cfg.data.source)).expanduser()
+        if not source.is_dir():
+            raise UserError(f"data.source: no folder at {source}; set data.source=DIR (a folder of videos)")
+        videos = discover_videos(source, extensions)
+        if not videos:
+            raise UserError(f"data.source: no videos ({', '.join(extensions)}) under {source}")
+        where = str(source)
+    else:
+        from ..synthetic import CorpusSpec, ensure_corpus
+
+        root = ensure_corpus(CorpusSpec.from_config(cfg.corpus), cfg.cache_dir)
+        videos, where = discover_videos(root / "videos", extensions), f"synthetic corpus {root}"
+    if cfg.curation.max_videos:
+        videos = videos[: int(cfg.curation.max_videos)]
+    return videos, where
+
+
+def build_engine(curation: dict):
+    if curation["engine"] == "local":
+        return LocalEngine(curation, int(curation["workers"]), int(curation["threads_per_worker"]),
+                           int(curation["max_tasks_per_worker"]))
+    if curation["engine"] == "ray":
+        from ..curation.ray_engine import RayEngine
+
+        return RayEngine(curation, int(curation["workers"]), int(curation["threads_per_worker"]),
+                         curation["ray"].get("address"), curation["ray"].get("num_cpus"))
+    raise UserError(f"curation.engine must be local or ray, got '{curation['engine']}'")
+
+
+def ground_truth(videos: list[str]) -> dict[str, dict]:
+    """Synthetic-corpus sidecars (recognised by their `generator_version` and `cuts` keys) of the curated videos."""
+    truths = {}
+    for video in videos:
+        sidecar = Path(video).with_suffix(".json")
+        if sidecar.is_file():
+            data = json.loads(sidecar.read_text())
+            if isinstance(data, dict) and "generator_version" in data and "cuts" in data:
+                truths[video] = data
+    return truths
+
+
+def run(cfg, ctx) -> dict:
+    curation = OmegaConf.to_container(cfg.curation, resolve=True)
+    if curation["split"]["mode"] != "none" and not curation["split"]["dir"]:
+        curation["split"]["dir"] = str(ctx.run_dir / "clip_files")
+    videos, where = source_videos(cfg)
+    ctx.log.info(f"curating {len(videos)} videos from {where}")
+    folder = ctx.run_dir / "clips"
+    try:
+        summary = curate_videos(videos, curation, folder, build_engine(curation), progress=curation["progress"])
+    except ShardMismatchError as err:
+        raise UserError(str(err)) from None
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(f"curation config: {err}") from None
+    table, markers = read_clip_table(folder), done_markers(folder)
+    report = summarize(table, markers)
+    report["table"] = str(folder)
+    report["source"] = where
+    report["this_run"] = {
+        "videos_processed": summary.videos_processed, "shards_skipped": summary.shards_skipped,
+        "wall_seconds": round(summary.wall_seconds, 3), "clips_written": summary.clips_written,
+        "clips_per_second": round(summary.clips_written / max(summary.wall_seconds, 1e-9), 3),
+    }
+    report["notes"] = [f"{name}: {', '.join(models)}" for name, models in report["models"].items()
+                       if any("random" in m for m in models)]
+    if report["notes"]:
+        report["notes"].insert(0, "scores from randomly initialised networks below rank nothing; give weights")
+    report["columns"] = COLUMN_NOTES
+    truths = ground_truth(videos)
+    if truths:
+        rows = table.to_pylist()
+        cuts = {video: [c["frame"] for c in cut_list] for m in markers for video, cut_list in m["cuts"].items()}
+        report["quality"] = evaluate_against_truth(rows, cuts, truths)
+    values = score_values(table)
+    histogram_image(values, bins=int(curation["report"]["histogram_bins"])).save(ctx.run_dir / "score_histograms.png")
+    (ctx.run_dir / "curation_report.json").write_text(json.dumps(report, indent=1, default=str))
+    markdown = render_markdown(report)
+    (ctx.run_dir / "curation_report.md").write_text(markdown)
+    writer = ctx.tensorboard()
+    for name, data in values.items():
+        if len(data):
+            writer.add_histogram(f"curation/{name}", data, 0)
+    for name, value in report["counts"].items():
+        if isinstance(value, int):
+            writer.add_scalar(f"curation/count/{name}", value, 0)
+    for name, value in (report.get("quality") or {}).items():
+        if isinstance(value, float) and np.isfinite(value):
+            writer.add_scalar(f"curation/quality/{name}", value, 0)
+    writer.add_text("curation/report", markdown)
+    results = {"experiment": cfg.experiment, "profile": cfg.profile, **report}
+    ctx.write_results(results, markdown)
+    counts = report["counts"]
+    ctx.log.info(f"{counts['clips']} clips from {counts['videos_ok']} videos ({counts['videos_error']} errors) "
+                 f"-> {folder}")
+    return results
