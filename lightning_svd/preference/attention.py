@@ -8,7 +8,8 @@ import numpy as np
 from lightning_svd.errors import UserError
 from lightning_svd.preference.assignment import attention_arm
 from lightning_svd.preference.pack import ATTENTION_PREFIX, PackVideo, StudyPack
-from lightning_svd.preference.videos import degrade, read_frames, write_h264
+from lightning_svd.preference.videos import degrade
+from lightning_svd.video import frame_rate, read_frames, write_video
 
 ATTENTION_FOLDER = "attention_checks"
 
@@ -29,9 +30,9 @@ def ensure_attention_videos(pack: StudyPack, seed: int) -> dict[tuple[str, str],
         if not target.is_file():
             try:
                 folder.mkdir(exist_ok=True)
-                frames, fps = read_frames(source.path)
-                even = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-                write_h264(target, degrade(even, np.random.default_rng([seed, index])), fps)
+                frames, fps = read_frames(source.path), max(1, round(frame_rate(source.path)))
+                even = frames[:, : frames.shape[1] // 4 * 4, : frames.shape[2] // 2 * 2]
+                write_video(target, degrade(even, np.random.default_rng([seed, index])), fps)
             except (OSError, ValueError, av.FFmpegError) as error:
                 raise UserError(f"cannot make the attention-check video for {source.relative_path} in {folder} "
                                 f"({error}); make the pack writable or set study.attention_check_rate=0") from error

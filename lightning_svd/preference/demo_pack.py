@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_svd.preference.videos import degrade, write_h264
+from lightning_svd.preference.videos import degrade
+from lightning_svd.video import write_video
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def write_demo_pack(out_dir: Path, num_prompts: int = 4, num_arms: int = 3, num_
         (out_dir / "videos" / arm).mkdir(parents=True, exist_ok=True)
         for scene in scenes:
             relative = f"videos/{arm}/{scene.prompt_id}.mp4"
-            write_h264(out_dir / relative, render_arm(arm, scene, num_frames, width, height, rng), fps)
+            write_video(out_dir / relative, render_arm(arm, scene, num_frames, width, height, rng), fps)
             videos.append({"arm": arm, "prompt_id": scene.prompt_id, "path": relative})
     manifest = {
         "prompts": [{"id": scene.prompt_id, "text": scene.text} for scene in scenes],

@@ -142,3 +142,28 @@ def _check_text(value, prompt_id) -> str:
     if not isinstance(value, str) or not value.strip():
         raise UserError(f"prompt {prompt_id!r} in manifest.json needs a non-empty text")
     return value
+
+
+def write_pack(root, prompts: list[dict], videos: dict[tuple[str, str], "object"], fps: int, arms=None) -> Path:
+    """Write a study pack: `videos[(arm, prompt_id)]` are (T, H, W, 3) uint8 frames; returns the pack folder.
+
+    File names are by position (`a00_p003.mp4`), the manifest maps them to arms; the app never shows either.
+    The manifest is written last, so a folder with a manifest is a complete pack.
+    """
+    from lightning_svd.video import write_video
+
+    root = Path(root)
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    arms = list(arms or dict.fromkeys(arm for arm, _ in videos))
+    entries = []
+    for a, arm in enumerate(arms):
+        for p, prompt in enumerate(prompts):
+            relative = f"videos/a{a:02d}_p{p:03d}.mp4"
+            write_video(root / relative, videos[(arm, prompt["id"])], fps)
+            entries.append({"arm": arm, "prompt_id": prompt["id"], "path": relative})
+    manifest = {"prompts": [{"id": p["id"], "text": p["text"]} for p in prompts], "arms": arms, "videos": entries}
+    partial = root / ".manifest.json.partial"
+    partial.write_text(json.dumps(manifest, indent=1))
+    partial.replace(root / "manifest.json")
+    StudyPack.load(root)
+    return root

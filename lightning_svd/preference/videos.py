@@ -1,45 +1,6 @@
-"""H.264 MP4 reading and writing with PyAV, and the degradation that makes attention-check videos.
+"""The degradation that makes attention-check videos (reading and writing is `lightning_svd.video`, no torch)."""
 
-Browsers only play H.264 in yuv420p (main profile) reliably, with the index (moov) at the front so playback
-starts before the whole file arrived; every video this package writes follows that recipe.
-"""
-
-from pathlib import Path
-
-import av
 import numpy as np
-
-
-def write_h264(path: Path, frames: np.ndarray, fps: int) -> None:
-    """Encode (T, H, W, 3) uint8 RGB frames as a browser-playable MP4, written aside, renamed into place."""
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
-    _, height, width, _ = frames.shape
-    if height % 2 or width % 2:
-        raise ValueError(f"yuv420p needs an even width and height, got {width}x{height}")
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial.mp4")
-    with av.open(str(partial), mode="w", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"profile": "main", "preset": "veryfast", "crf": "20", "threads": "1"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    partial.replace(path)
-
-
-def read_frames(path: Path) -> tuple[np.ndarray, int]:
-    """Decode every frame of a video as (T, H, W, 3) uint8 RGB, with its frame rate rounded to an integer."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        fps = max(1, round(float(stream.average_rate or 8)))
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    if not frames:
-        raise ValueError(f"{path} has no decodable video frames")
-    return np.stack(frames), fps
 
 
 def degrade(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:

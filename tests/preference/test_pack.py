@@ -80,3 +80,20 @@ def test_missing_pack_and_unreadable_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(UserError, match="not readable JSON"):
         StudyPack.load(tmp_path)
+
+
+def test_written_pack_loads_and_plays_back(tmp_path):
+    import numpy as np
+
+    from lightning_svd.preference.pack import StudyPack, write_pack
+    from lightning_svd.video import read_frames
+
+    prompts = [{"id": "p0", "text": "a red circle"}, {"id": "p1", "text": "a blue square"}]
+    rng = np.random.default_rng(0)
+    videos = {(arm, p["id"]): rng.integers(0, 255, (6, 32, 48, 3), dtype=np.uint8) for arm in ("base", "cut")
+              for p in prompts}
+    pack = StudyPack.load(write_pack(tmp_path / "pack", prompts, videos, fps=8))
+    assert pack.arms == ("base", "cut") and [p.id for p in pack.prompts] == ["p0", "p1"]
+    frames = read_frames(pack.videos[("cut", "p1")].path)
+    assert frames.shape == (6, 32, 48, 3)
+    assert np.abs(frames.astype(int) - videos[("cut", "p1")]).mean() < 60
