@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -55,8 +56,23 @@ def default_run_dir(cfg: DictConfig) -> Path:
     return candidate
 
 
+RUN_DIR_ENV = "LIGHTNING_SVD_RUN_DIR"
+
+
 def create_run(cfg: DictConfig) -> RunContext:
-    run_dir = Path(cfg.run_dir).expanduser() if cfg.run_dir else default_run_dir(cfg)
+    """Create (or, in a DDP worker process, join) the run directory.
+
+    Lightning's DDP launcher starts every other local rank by running the same command again (with LOCAL_RANK set);
+    the first process exports its run directory so those ranks write into it instead of making timestamped folders
+    of their own. Across several nodes, give `run_dir=` on a shared file system.
+    """
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir).expanduser()
+    elif os.environ.get(RUN_DIR_ENV) and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        run_dir = Path(os.environ[RUN_DIR_ENV])
+    else:
+        run_dir = default_run_dir(cfg)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     (run_dir / "tensorboard").mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log = logging.getLogger(f"lightning_svd.run.{run_dir}")

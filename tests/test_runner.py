@@ -173,3 +173,23 @@ def test_default_run_dir_is_runs_experiment_timestamp(tmp_path):
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "synthetic_corpus").iterdir()
     assert len(run_dir.name) == len("20261125-120000") and (run_dir / "config.yaml").is_file()
+
+
+def test_ddp_worker_ranks_join_the_first_ranks_run_dir(tmp_path, monkeypatch):
+    """Lightning relaunches the command for local ranks > 0; they must write into rank 0's timestamped folder."""
+    from lightning_svd.run_context import RUN_DIR_ENV, create_run
+
+    cfg = load_config("synthetic_corpus", "tiny", [f"runs_root={tmp_path}"])
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    first = create_run(cfg)
+    first.close()
+    assert first.run_dir.parent == tmp_path / "synthetic_corpus"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    worker = create_run(cfg)
+    worker.close()
+    assert worker.run_dir.resolve() == first.run_dir.resolve()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    again = create_run(cfg)
+    again.close()
+    assert again.run_dir != first.run_dir
