@@ -1,0 +1,39 @@
+"""Curation fixtures: small videos written with PyAV, the `curation` config, and the pipeline run once on a corpus."""
+
+import copy
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from lightning_svd.curation.pipeline import VideoCurator
+from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus
+
+EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "curate.yaml"
+QUALITY_CORPUS = CorpusSpec(num_videos=12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def curation_cfg() -> dict:
+    """The experiment's `curation` section as plain data, CLIP off (tests of CLIP build their own tiny model)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(EXPERIMENT).curation, resolve=True)
+    cfg["clip"]["enabled"] = False
+    cfg["progress"] = False
+    return cfg
+
+
+@pytest.fixture
+def cfg_copy(curation_cfg) -> dict:
+    return copy.deepcopy(curation_cfg)
+
+
+@pytest.fixture(scope="session")
+def quality_corpus(isolated_cache) -> Path:
+    return ensure_corpus(QUALITY_CORPUS, isolated_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def quality_results(quality_corpus, curation_cfg):
+    """The pipeline's results on every video of the quality corpus (curated once per session)."""
+    curator = VideoCurator(curation_cfg)
+    return [curator.curate(str(video)) for video in corpus_videos(quality_corpus)]
