@@ -77,12 +77,22 @@ def frame_rate(path: str | Path) -> float:
 
 
 def read_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
-    """Decode frames `start:stop:step` (by decode order index) of the first video stream as (T, H, W, 3) uint8."""
+    """Decode frames `start:stop:step` of the first video stream as (T, H, W, 3) uint8.
+
+    Frame numbers count from the first frame at the stream's frame rate. For a span deep inside a long video the
+    decoder first seeks to the keyframe before `start`, so a clip costs its own length, not the video's prefix.
+    """
     frames = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for index, frame in enumerate(container.decode(stream)):
+        fps = float(stream.average_rate or 0)
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        sequential = start == 0 or fps <= 0 or stream.time_base is None
+        if not sequential:
+            container.seek(int((origin + start / fps) / stream.time_base), stream=stream, backward=True)
+        for position, frame in enumerate(container.decode(stream)):
+            index = position if sequential else int(round((frame.time - origin) * fps))
             if stop is not None and index >= stop:
                 break
             if index >= start and (index - start) % step == 0:

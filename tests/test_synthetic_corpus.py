@@ -107,3 +107,10 @@ def test_corpus_is_cached_and_spec_is_validated(small_corpus, small_corpus_spec,
     with pytest.raises(UserError, match="corpus.width"):
         ensure_corpus(CorpusSpec(width=161), isolated_cache)
     assert not list(isolated_cache.glob("corpus/*.partial-*"))
+
+
+def test_reading_a_span_seeks_and_gives_the_same_frames_as_a_full_decode(small_corpus):
+    video = corpus_videos(small_corpus)[1]
+    everything = read_frames(video)
+    for start, stop, step in [(0, 10, 1), (61, 75, 2), (100, None, 3), (len(everything) - 2, None, 1)]:
+        np.testing.assert_array_equal(read_frames(video, start, stop, step), everything[start:stop:step])
