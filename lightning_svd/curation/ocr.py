@@ -111,7 +111,8 @@ class TesseractDetector:
 
 
 def parse_tesseract_tsv(tsv: str, min_confidence: float, scale: float = 1.0) -> list[np.ndarray]:
-    """Word rectangles (level 5 rows with text and enough confidence) from Tesseract's TSV, in frame pixels."""
+    """Word rectangles (level 5 rows with text and enough confidence) from Tesseract's TSV, as polygons whose
+    corners are the first and last pixels inside the box (the convention `polygons_to_mask` fills)."""
     lines = tsv.strip().splitlines()
     if not lines:
         return []
@@ -125,8 +126,8 @@ def parse_tesseract_tsv(tsv: str, min_confidence: float, scale: float = 1.0) -> 
         if float(cells[column["conf"]]) < min_confidence:
             continue
         left, top = float(cells[column["left"]]) / scale, float(cells[column["top"]]) / scale
-        right = left + float(cells[column["width"]]) / scale
-        bottom = top + float(cells[column["height"]]) / scale
+        right = left + float(cells[column["width"]]) / scale - 1  # last pixel column inside the box
+        bottom = top + float(cells[column["height"]]) / scale - 1
         polygons.append(np.array([[left, top], [right, top], [right, bottom], [left, bottom]]))
     return polygons
 
