@@ -20,7 +20,7 @@ from .cuts import CutCascade
 from .motion import build_flow
 from .ocr import build_ocr
 from .split import SPLITTERS
-from .table import SCORE_COLUMNS, config_hash
+from .table import SCORE_COLUMNS, config_hash, empty_row
 from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_video, scaled_size
 
 STAGES = ("probe", "decode", "cuts", "frames", "captions", "flow", "ocr", "aesthetic", "clip", "split")
@@ -137,7 +137,8 @@ class VideoCurator:
             return self._error(video_path, message, seconds)
 
     def _error(self, video_path: str, message: str, seconds: dict[str, float]) -> VideoResult:
-        row = {"clip_id": error_id(video_path), "video_path": video_path, "status": "error", "error": message}
+        row = {**empty_row(), "clip_id": error_id(video_path), "video_path": video_path, "status": "error",
+               "error": message}
         return VideoResult(video_path, [row], seconds=seconds, error=message)
 
     def _curate(self, video_path: str, seconds: dict[str, float]) -> VideoResult:
@@ -205,7 +206,7 @@ class VideoCurator:
 
     def _base_row(self, info, span: ClipSpan) -> dict:
         return {
-            "clip_id": clip_id(info.path, span), "video_path": info.path,
+            **empty_row(), "clip_id": clip_id(info.path, span), "video_path": info.path,
             "start_s": span.start_frame / info.fps, "end_s": span.end_frame / info.fps,
             "start_frame": span.start_frame, "end_frame": span.end_frame, "fps": info.fps,
             "width": info.width, "height": info.height, "num_frames": span.num_frames,

@@ -44,3 +44,18 @@ def textured(height: int, width: int, seed: int, shift: tuple[float, float] = (0
 
 def pan(height: int, width: int, seed: int, frames: int, speed: float) -> list[np.ndarray]:
     return [textured(height, width, seed, (speed * t, 0.5 * speed * t)) for t in range(frames)]
+
+
+def write_tone(path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    """An audio-only file (AAC sine tone): a container without a video stream."""
+    path = Path(path)
+    samples = (np.sin(np.arange(int(seconds * rate)) / 10) * 0.3).astype(np.float32)[None, :]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]), format="flt",
+                                               layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

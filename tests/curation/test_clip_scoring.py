@@ -1,0 +1,84 @@
+"""CLIP caption similarity and the LAION aesthetic head on a tiny open_clip model built from a local config."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from curation_media import textured
+
+from lightning_svd.curation.clip_scoring import AestheticMlp, ClipEncoder, LaionAesthetic, caption_similarity
+from lightning_svd.curation.pipeline import VideoCurator
+
+TINY = {"embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "curation-tiny-clip.json"
+    path.write_text(json.dumps(TINY))
+    return str(path)
+
+
+def test_random_encoder_says_so_and_embeds_unit_vectors(tiny_config):
+    torch.manual_seed(0)
+    encoder = ClipEncoder("curation-tiny-clip", config_file=tiny_config)
+    assert encoder.random_weights and "random" in encoder.describe()
+    images = encoder.encode_images([textured(48, 64, 1), textured(48, 64, 2)])
+    texts = encoder.encode_texts(["a red circle", "three blue squares"])
+    assert images.shape == (2, 32) and texts.shape == (2, 32)
+    torch.testing.assert_close(images.norm(dim=-1), torch.ones(2))
+
+
+def test_encoder_loads_local_weights(tiny_config, tmp_path):
+    torch.manual_seed(1)
+    first = ClipEncoder("curation-tiny-clip", config_file=tiny_config)
+    weights = tmp_path / "tiny_clip.pt"
+    torch.save(first.model.state_dict(), weights)
+    torch.manual_seed(2)
+    second = ClipEncoder("curation-tiny-clip", weights=str(weights), config_file=tiny_config)
+    frame = [textured(48, 64, 3)]
+    torch.testing.assert_close(first.encode_images(frame), second.encode_images(frame))
+    assert not second.random_weights and str(weights) in second.describe()
+    with pytest.raises(FileNotFoundError, match="curation.clip.weights"):
+        ClipEncoder("curation-tiny-clip", weights=str(tmp_path / "missing.pt"), config_file=tiny_config)
+
+
+def test_caption_similarity_is_the_mean_cosine_over_frames():
+    text = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    other = torch.nn.functional.normalize(torch.randn(8), dim=-1)
+    images = torch.stack([torch.stack([text[0], text[0], text[0]]), torch.stack([text[1], -text[1], other])])
+    values = caption_similarity(images, text)
+    assert values[0] == pytest.approx(1.0, abs=1e-6)
+    assert values[1] == pytest.approx(float(other @ text[1]) / 3, abs=1e-6)
+
+
+def test_laion_head_has_the_released_layout_and_loads_it(tmp_path):
+    head = AestheticMlp(768).eval()
+    expected = {f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")}
+    assert set(head.state_dict()) == expected
+    assert sum(p.numel() for p in head.parameters()) == 927_969
+    weights = tmp_path / "sac+logos+ava1-l14-linearMSE.pth"
+    torch.save(head.state_dict(), weights)
+    scorer = LaionAesthetic(768, str(weights))
+    embeddings = torch.nn.functional.normalize(torch.randn(2, 3, 768), dim=-1)
+    with torch.no_grad():
+        expected_scores = head(embeddings).squeeze(-1).mean(dim=1).tolist()
+    assert scorer.scores(embeddings) == pytest.approx(expected_scores)
+    with pytest.raises(ValueError, match="does not fit"):
+        LaionAesthetic(512, str(weights))
+
+
+def test_pipeline_fills_clip_and_laion_scores_and_labels_random_weights(small_corpus, cfg_copy, tiny_config):
+    cfg_copy["clip"].update(enabled=True, model="curation-tiny-clip", config_file=tiny_config)
+    cfg_copy["aesthetic"]["backend"] = "laion"
+    cfg_copy["ocr"]["backend"] = "none"
+    curator = VideoCurator(cfg_copy)
+    rows = curator.curate(str(sorted((small_corpus / "videos").glob("*.mp4"))[0])).rows
+    assert rows and all(r["status"] == "ok" for r in rows)
+    assert all(np.isfinite(r["clip_score"]) and -1 <= r["clip_score"] <= 1 for r in rows)
+    assert all("random" in r["clip_score_model"] and "laion" in r["aesthetic_score_model"] for r in rows)
+    assert all(r["ocr_area"] is None and r["ocr_area_model"] is None for r in rows)
+    assert rows[0]["caption"] == rows[0]["caption_sidecar"]

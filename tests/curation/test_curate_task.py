@@ -1,0 +1,121 @@
+"""The `curate` task end to end: the table and report, resume after SIGKILL, and bad inputs as error rows."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from curation_media import textured, write_tone, write_video
+
+from lightning_svd.config import load_config
+from lightning_svd.curation.table import done_markers, read_clip_table
+from lightning_svd.errors import UserError
+from lightning_svd.run_context import create_run
+from lightning_svd.tasks.curate import run
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["curation.clip.enabled=false", "curation.progress=false", "curation.workers=1"]
+
+
+def curate(run_dir: Path, *overrides: str) -> dict:
+    cfg = load_config("curate", "tiny", [f"run_dir={run_dir}", *FAST, *overrides])
+    ctx = create_run(cfg)
+    try:
+        return run(cfg, ctx)
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def corpus_source(small_corpus) -> Path:
+    return small_corpus / "videos"
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, corpus_source):
+    run_dir = tmp_path_factory.mktemp("curate") / "reference"
+    results = curate(run_dir, f"data.source={corpus_source}", "curation.shard_size=1", "curation.workers=2")
+    return run_dir, results
+
+
+def test_curate_writes_the_table_report_histograms_and_tensorboard(reference_run):
+    run_dir, results = reference_run
+    table = ds.dataset(run_dir / "clips", format="parquet").to_table()
+    assert table.num_rows == results["counts"]["clips"] > 6
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    assert len(set(table.column("clip_id").to_pylist())) == table.num_rows
+    for name in ("curation_report.md", "curation_report.json", "score_histograms.png", "results.json"):
+        assert (run_dir / name).is_file()
+    assert any((run_dir / "tensorboard").iterdir())
+    report = json.loads((run_dir / "curation_report.json").read_text())
+    assert report["counts"]["videos"] == 6 and report["counts"]["shards"] == 6
+    assert report["stage_seconds"]["decode"] > 0 and report["stage_seconds"]["ocr"] > 0
+    assert "cut_f1_hard" in report["quality"]
+    assert "| flow_score |" in (run_dir / "curation_report.md").read_text()
+
+
+def test_rerun_in_the_same_run_dir_skips_finished_shards(reference_run, corpus_source):
+    run_dir, results = reference_run
+    again = curate(run_dir, f"data.source={corpus_source}", "curation.shard_size=1")
+    assert again["this_run"]["videos_processed"] == 0 and again["this_run"]["shards_skipped"] == 6
+    assert again["counts"] == results["counts"]
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_table(reference_run, corpus_source, tmp_path):
+    run_dir = tmp_path / "killed"
+    code = ("import sys\nfrom lightning_svd.config import load_config\n"
+            "from lightning_svd.run_context import create_run\nfrom lightning_svd.tasks.curate import run\n"
+            "cfg = load_config('curate', 'tiny', sys.argv[1:])\nrun(cfg, create_run(cfg))\n")
+    args = [f"run_dir={run_dir}", f"data.source={corpus_source}", "curation.shard_size=1", *FAST]
+    process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list((run_dir / "clips").glob("_part-*.done.json"))) < 2 and time.time() < deadline:
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(done_markers(run_dir / "clips"))
+    assert 2 <= finished < 6
+    resumed = curate(run_dir, f"data.source={corpus_source}", "curation.shard_size=1")
+    assert resumed["this_run"]["shards_skipped"] == finished
+    expected = read_clip_table(reference_run[0] / "clips")
+    assert read_clip_table(run_dir / "clips").equals(expected)
+
+
+def test_bad_inputs_become_error_rows_and_the_run_finishes(tmp_path, corpus_source):
+    source = tmp_path / "mixed"
+    source.mkdir()
+    good = sorted(corpus_source.glob("*.mp4"))[0]
+    shutil.copy(good, source / "good.mp4")
+    (source / "empty.mp4").write_bytes(b"")
+    (source / "notes.mp4").write_text("not a video\n" * 100)
+    (source / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    write_video(source / "single.mp4", [textured(96, 160, 1)])
+    frames = [textured(96, 160, 2)] * 30
+    write_video(source / "vfr.mp4", frames, pts=np.cumsum([0] + [1] * 14 + [3] * 15).tolist())
+    write_video(source / "large.mp4", [textured(192, 256, 3)] * 30)
+    write_tone(source / "audio_only.mp4")
+    results = curate(tmp_path / "run", f"data.source={source}", "curation.decode.max_frame_pixels=20000")
+    table = read_clip_table(tmp_path / "run" / "clips").to_pylist()
+    errors = {Path(r["video_path"]).name: r["error"] for r in table if r["status"] == "error"}
+    assert set(errors) == {"empty.mp4", "notes.mp4", "truncated.mp4", "single.mp4", "vfr.mp4", "large.mp4",
+                           "audio_only.mp4"}
+    assert "no video stream" in errors["audio_only.mp4"]
+    assert "empty" in errors["empty.mp4"] and "variable frame rate" in errors["vfr.mp4"]
+    assert "max_frame_pixels" in errors["large.mp4"] and "only 1 frame" in errors["single.mp4"]
+    assert any(r["status"] == "ok" and r["video_path"].endswith("good.mp4") for r in table)
+    assert results["counts"]["videos_error"] == 7 and results["counts"]["videos_ok"] == 1
+    assert "## Errors" in (tmp_path / "run" / "curation_report.md").read_text()
+
+
+def test_a_missing_source_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="data.source"):
+        curate(tmp_path / "run", f"data.source={tmp_path / 'nowhere'}")
