@@ -119,3 +119,11 @@ def test_bad_inputs_become_error_rows_and_the_run_finishes(tmp_path, corpus_sour
 def test_a_missing_source_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="data.source"):
         curate(tmp_path / "run", f"data.source={tmp_path / 'nowhere'}")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_ray_engine_writes_the_same_table_as_the_local_engine(reference_run, corpus_source, tmp_path):
+    results = curate(tmp_path / "ray", f"data.source={corpus_source}", "curation.shard_size=1", "curation.engine=ray",
+                     "curation.ray.num_cpus=2", "curation.workers=2")
+    assert results["counts"]["clips"] == reference_run[1]["counts"]["clips"]
+    assert read_clip_table(tmp_path / "ray" / "clips").equals(read_clip_table(reference_run[0] / "clips"))
