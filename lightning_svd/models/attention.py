@@ -101,9 +101,7 @@ class TemporalTransformerBlock(nn.Module):
     to attending per pixel sequence, without repeating the context height x width times.
     """
 
-    def __init__(
-        self, dim: int, heads: int, dim_head: int, context_dim: int, extra_ff: bool, dropout: float = 0.0
-    ):
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int, extra_ff: bool, dropout: float = 0.0):
         super().__init__()
         if extra_ff:
             self.norm_in = nn.LayerNorm(dim)

@@ -152,9 +152,7 @@ def unet_layout(config: UNetConfig) -> list[LayerSite]:
         width = config.level_channels(level)
         for index in range(config.num_res_blocks + 1):
             block = f"output_blocks.{block_index}"
-            sites.append(
-                LayerSite(f"{block}.0", "resnet", "up", level, index, channels + skip_channels.pop(), width)
-            )
+            sites.append(LayerSite(f"{block}.0", "resnet", "up", level, index, channels + skip_channels.pop(), width))
             position = 1
             if level in config.attention_levels:
                 sites.append(LayerSite(f"{block}.1", "transformer", "up", level, index, width, width))
