@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 
+from callbacks import build_callbacks
 from data_modules.clips import ClipDataModule, ImageDataModule, read_clip_table
 from data_modules.corpus_table import write_corpus_clip_table
 from lightning_svd.errors import UserError
@@ -90,7 +91,8 @@ def build_trainer(cfg, ctx, callbacks=()) -> tuple[L.Trainer, Throughput]:
     )
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs.setdefault("use_distributed_sampler", False)
-    logger = TensorBoardLogger(save_dir=str(ctx.run_dir), name="tensorboard", version="")
+    # No hyperparameter summary without metrics: the hparams callback writes one with the final metrics.
+    logger = TensorBoardLogger(save_dir=str(ctx.run_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = L.Trainer(**kwargs, logger=logger, callbacks=[checkpoints, throughput, *callbacks],
                         default_root_dir=str(ctx.run_dir))
     return trainer, throughput
@@ -108,7 +110,8 @@ def run(cfg, ctx, callbacks=()) -> dict:
         init_counts = load_init_weights(stage, cfg.init_from)
         ctx.log.info(f"init_from {cfg.init_from}: {init_counts}")
     datamodule = build_datamodule(cfg, table, buckets)
-    trainer, throughput = build_trainer(cfg, ctx, callbacks)
+    configured = build_callbacks(cfg, ctx.run_dir)
+    trainer, throughput = build_trainer(cfg, ctx, [*callbacks, *configured])
     if resume_from:
         ctx.log.info(f"resuming from {resume_from}")
     trainer.fit(stage, datamodule=datamodule, ckpt_path=resume_from)
@@ -124,6 +127,9 @@ def run(cfg, ctx, callbacks=()) -> dict:
         * trainer.accumulate_grad_batches,
         "clip_table": str(table), "motion_buckets": buckets.to_dict(),
     }
+    for callback in configured:
+        if hasattr(callback, "results"):
+            results.update(callback.results())
     if hasattr(stage, "export") and trainer.is_global_zero:
         results.update(stage.export(Path(ctx.run_dir)))
     if trainer.is_global_zero:
