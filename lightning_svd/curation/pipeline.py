@@ -23,8 +23,6 @@ from .split import SPLITTERS
 from .table import SCORE_COLUMNS, config_hash, empty_row
 from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_video, scaled_size
 
-STAGES = ("probe", "decode", "cuts", "frames", "captions", "flow", "ocr", "aesthetic", "clip", "split")
-
 
 @dataclass
 class VideoResult:

@@ -23,8 +23,9 @@ def discover_videos(source: str | Path, extensions=VIDEO_EXTENSIONS) -> list[str
 
 def pipeline_hash(cfg: dict) -> str:
     """Hash of everything that changes the rows (engine, workers and output folder do not)."""
-    relevant = {k: v for k, v in cfg.items() if k not in ("engine", "workers", "threads_per_worker", "output_dir",
-                                                          "progress", "shard_size", "ray", "max_videos")}
+    ignored = ("engine", "workers", "threads_per_worker", "max_tasks_per_worker", "progress", "shard_size", "ray",
+               "max_videos", "extensions", "report")
+    relevant = {k: v for k, v in cfg.items() if k not in ignored}
     return config_hash(relevant)
 
 

@@ -1,0 +1,108 @@
+"""Curation throughput: clips/s of the CPU pipeline (cuts, flow, OCR, classic aesthetics) against decoding alone.
+
+Sources are synthetic videos of a realistic size (default 1280x720, 10 to 30 s, made once and cached). In one run,
+on the same videos and in one process, it times
+  1. decode only: PyAV decodes every frame (no conversion), the floor any pipeline pays;
+  2. the pipeline: `VideoCurator.curate` with CLIP off (probe, decode at the analysis size, cascaded cuts,
+     key frames at full size, Farneback flow, PP-OCR DB text area, classic aesthetics),
+and prints seconds per stage and the ratio pipeline / decode-only (target: at most 3).
+
+    python benchmarks/curation_throughput.py [--videos 3] [--width 1280 --height 720] [--ocr-side 736]
+"""
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import av
+from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lightning_svd.curation.engines import limit_threads  # noqa: E402
+from lightning_svd.curation.pipeline import VideoCurator  # noqa: E402
+from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus  # noqa: E402
+
+EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "curate.yaml"
+
+
+def decode_only(path: Path) -> int:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=3)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--min-seconds", type=float, default=10.0)
+    parser.add_argument("--max-seconds", type=float, default=30.0)
+    parser.add_argument("--ocr-side", type=int, default=736, help="PP-OCR short side (736 is PP-OCR's default)")
+    parser.add_argument("--analysis-side", type=int, default=144)
+    parser.add_argument("--threads", type=int, default=1, help="OpenCV / ONNX Runtime threads")
+    parser.add_argument("--cache", default="~/.cache/lightning_svd")
+    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    args = parser.parse_args()
+
+    spec = CorpusSpec(num_videos=args.videos, width=args.width, height=args.height, min_seconds=args.min_seconds,
+                      max_seconds=args.max_seconds, seed=1)
+    started = time.perf_counter()
+    root = ensure_corpus(spec, Path(args.cache).expanduser())
+    print(f"sources: {root} ({time.perf_counter() - started:.1f} s to make or find)")
+    videos = corpus_videos(root)
+
+    cfg = copy.deepcopy(OmegaConf.to_container(OmegaConf.load(EXPERIMENT).curation, resolve=True))
+    cfg["clip"]["enabled"] = False
+    cfg["decode"]["analysis_short_side"] = args.analysis_side
+    cfg["ocr"]["ppocr_db"]["limit_side_len"] = args.ocr_side
+    limit_threads(args.threads, uses_torch=False)
+    curator = VideoCurator(cfg, threads=args.threads)
+    curator.curate(str(videos[0]))  # warm-up: ONNX session, imports
+
+    frames, decode_seconds = 0, 0.0
+    for video in videos:
+        begin = time.perf_counter()
+        frames += decode_only(video)
+        decode_seconds += time.perf_counter() - begin
+    clips, pipeline_seconds, stages = 0, 0.0, {}
+    for video in videos:
+        begin = time.perf_counter()
+        result = curator.curate(str(video))
+        pipeline_seconds += time.perf_counter() - begin
+        if result.error:
+            raise SystemExit(f"{video}: {result.error}")
+        clips += len(result.rows)
+        for stage, value in result.seconds.items():
+            stages[stage] = stages.get(stage, 0.0) + value
+
+    seconds_of_video = frames / spec.fps
+    numbers = {
+        "videos": len(videos), "size": f"{args.width}x{args.height}", "frames": frames,
+        "video_seconds": round(seconds_of_video, 1), "clips": clips, "ocr_short_side": args.ocr_side,
+        "analysis_short_side": args.analysis_side, "threads": args.threads,
+        "decode_only_s": round(decode_seconds, 2), "pipeline_s": round(pipeline_seconds, 2),
+        "ratio": round(pipeline_seconds / decode_seconds, 2),
+        "decode_only_fps": round(frames / decode_seconds, 1),
+        "pipeline_clips_per_s": round(clips / pipeline_seconds, 3),
+        "pipeline_video_seconds_per_s": round(seconds_of_video / pipeline_seconds, 2),
+        "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+    }
+    print("\n| measure | value |\n|---|---|")
+    for key, value in numbers.items():
+        if key != "stage_seconds":
+            print(f"| {key} | {value} |")
+    print("\n| stage | seconds | share of pipeline |\n|---|---|---|")
+    for stage, value in stages.items():
+        print(f"| {stage} | {value:.2f} | {100 * value / pipeline_seconds:.0f} % |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(numbers, indent=1))
+
+
+if __name__ == "__main__":
+    main()
