@@ -1,0 +1,72 @@
+"""Sampling an arm's proxy and its FVD against the held-out real clips (real statistics computed once, cached)."""
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from data_modules.clips import resize_and_crop
+from lightning_svd.errors import UserError
+from lightning_svd.evaluation.extractors import build_extractor
+from lightning_svd.evaluation.fvd import FrechetVideoDistance, FVDProtocol, RealStatisticsCache
+from lightning_svd.video import read_frames
+
+
+def real_windows(real: pa.Table, num_frames: int, per_clip: int) -> list[tuple[str, int]]:
+    """Up to `per_clip` evenly spaced, non-overlapping windows of `num_frames` frames in every real clip."""
+    windows = []
+    for row in real.to_pylist():
+        length = row["end_frame"] - row["start_frame"]
+        count = max(1, min(per_clip, length // num_frames))
+        for start in np.linspace(0, length - num_frames, count).round().astype(int):
+            windows.append((row["video_path"], row["start_frame"] + int(start)))
+    return windows
+
+
+def real_videos(windows: list[tuple[str, int]], num_frames: int, height: int, width: int,
+                batch_size: int = 8) -> Iterator[torch.Tensor]:
+    """The real windows' frames, resized and cropped as the DataModule does: (B, T, 3, H, W) in [-1, 1]."""
+    batch = []
+    for video_path, start in windows:
+        batch.append(resize_and_crop(read_frames(video_path, start, start + num_frames), height, width))
+        if len(batch) == batch_size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)
+
+
+class ArmEvaluator:
+    """FVD of generated videos against one fixed real set; the real side is featurised once per protocol."""
+
+    def __init__(self, extractor_spec: dict, real: pa.Table, windows_per_clip: int, num_frames: int, height: int,
+                 width: int, cache_dir: str):
+        self.metric = FrechetVideoDistance(build_extractor(extractor_spec), reset_real_features=False)
+        self.windows = real_windows(real, num_frames, windows_per_clip)
+        if len(self.windows) < 2:
+            raise UserError(f"FVD needs two or more real videos, the held-out clips give {len(self.windows)}: raise "
+                            "ablation.heldout.windows_per_clip or ablation.heldout.video_fraction")
+        names = "|".join(f"{Path(path).name}:{start}" for path, start in self.windows)
+        protocol = FVDProtocol(
+            extractor=self.metric.extractor.identity(), num_frames=num_frames, resolution=(height, width),
+            preprocessing="evenly spaced windows, antialiased resize to cover, centre crop",
+            num_samples=len(self.windows), real_set=hashlib.sha256(names.encode()).hexdigest()[:20])
+        self.from_cache = RealStatisticsCache(cache_dir).get_or_compute(
+            protocol, self.metric, lambda: real_videos(self.windows, num_frames, height, width))
+
+    def fvd(self, videos: np.ndarray) -> dict:
+        """`videos`: generated (B, T, H, W, 3) uint8."""
+        self.metric.reset()
+        self.metric.update(torch.from_numpy(videos).permute(0, 1, 4, 2, 3).contiguous(), real=False)
+        return self.metric.result()
+
+
+def sample_arm(stage, prompts: list[dict], samples_per_prompt: int, seed: int, num_frames: int,
+               steps: int) -> np.ndarray:
+    """Every prompt `samples_per_prompt` times in one seeded batch: (P * S, T, H, W, 3) uint8, prompt-major per
+    repetition, so the first P videos are one sample of each prompt."""
+    texts = [p["text"] for p in prompts] * samples_per_prompt
+    return stage.generate(prompts=texts, seed=seed, num_frames=num_frames, steps=steps).numpy()

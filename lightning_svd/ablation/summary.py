@@ -1,0 +1,143 @@
+"""Aggregate the arms' per-seed outcomes: mean and spread, honest notes, the Markdown table, HParams and a plot."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def mean_and_spread(values: list) -> tuple[float | None, float | None]:
+    """Mean over seeds and the sample standard deviation (None with fewer than two values)."""
+    numbers = [float(v) for v in values if v is not None]
+    if not numbers:
+        return None, None
+    spread = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else None
+    return round(float(np.mean(numbers)), 6), None if spread is None else round(spread, 6)
+
+
+def arm_entry(arm, seeds: list[dict], degraded_share: float | None) -> dict:
+    """One arm of the SPEC results contract plus seed statistics; `seeds` are the per-seed done records."""
+    fvd, fvd_spread = mean_and_spread([s["fvd"] for s in seeds])
+    loss, loss_spread = mean_and_spread([s["final_loss"] for s in seeds])
+    return {
+        "name": arm.name, "removed_fraction": arm.removed_fraction, "num_clips": arm.num_clips,
+        "threshold": arm.threshold, "train_steps": max(s["train_steps"] for s in seeds),
+        "final_loss": loss, "final_loss_spread": loss_spread, "fvd": fvd, "fvd_spread": fvd_spread,
+        "degraded_share": None if degraded_share is None else round(degraded_share, 4),
+        "seeds": [{k: s[k] for k in ("seed", "final_loss", "fvd", "train_steps")} for s in seeds],
+    }
+
+
+def direction(values: list[float]) -> str:
+    steps = np.diff(values)
+    if np.all(steps < 0):
+        return "falls monotonically"
+    if np.all(steps > 0):
+        return "rises monotonically"
+    return "does not move monotonically"
+
+
+def honest_notes(arms: list[dict], extractor_comparable: bool, extractor_reason: str | None) -> list[str]:
+    """What moved across arms, in which direction, and whether the moves exceed the seed-to-seed spread."""
+    notes = []
+    for key, label in (("degraded_share", "the share of planted-degraded clips"), ("fvd", "FVD"),
+                       ("final_loss", "the final training loss")):
+        values = [a[key] for a in arms]
+        if len(values) < 2 or any(v is None for v in values):
+            continue
+        text = f"As the removed fraction grows, {label} {direction(values)} ({', '.join(f'{v:.4g}' for v in values)})"
+        spreads = [a.get(f"{key}_spread") for a in arms]
+        if all(s is not None for s in spreads):
+            largest_gap, largest_spread = max(values) - min(values), max(spreads)
+            verdict = "exceeds" if largest_gap > 2 * largest_spread else "is within twice"
+            text += (f"; the largest gap between arms ({largest_gap:.4g}) {verdict} the largest seed-to-seed "
+                     f"spread ({largest_spread:.4g})")
+        notes.append(text + ".")
+    if not extractor_comparable:
+        notes.append(f"FVD features: {extractor_reason or 'not the paper extractor'}; the numbers rank these arms "
+                     "against each other only.")
+    return notes
+
+
+def _number(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _with_spread(value, spread, digits: int) -> str:
+    text = _number(value, digits)
+    return text if spread is None or value is None else f"{text} ± {spread:.{digits}f}"
+
+
+def render_markdown(results: dict) -> str:
+    lines = [f"# Ablation: {results['criterion']} ({results['experiment']}, {results['profile']} profile)", "",
+             "| Arm | Removed | Clips | Threshold | Degraded share | Steps | Final loss (± sd) | FVD ↓ (± sd) | Elo |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for arm in results["arms"]:
+        share = arm.get("degraded_share")
+        lines.append(
+            f"| {arm['name']} | {100 * arm['removed_fraction']:g} % | {arm['num_clips']} | "
+            f"{_number(arm['threshold'], 4)} | {'–' if share is None else f'{100 * share:.1f} %'} | "
+            f"{arm['train_steps']} | {_with_spread(arm['final_loss'], arm['final_loss_spread'], 4)} | "
+            f"{_with_spread(arm['fvd'], arm['fvd_spread'], 2)} | {_number(arm.get('elo'), 1)} |")
+    seeds = results.get("seeds")
+    if seeds:
+        lines += ["", f"Mean over seeds {seeds}; ± is the seed-to-seed sample standard deviation."]
+    lines += ["", "Notes:", *[f"- {note}" for note in results["notes"]]]
+    if results.get("plot"):
+        lines += ["", f"![FVD and degraded share per arm]({results['plot']})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_hparams(writer, results: dict) -> None:
+    """One HParams run per arm, so TensorBoard's HParams view lines the arms up side by side."""
+    for arm in results["arms"]:
+        hparams = {"criterion": results["criterion"], "arm": arm["name"],
+                   "removed_fraction": arm["removed_fraction"], "num_clips": arm["num_clips"],
+                   "threshold": float("nan") if arm["threshold"] is None else arm["threshold"]}
+        metrics = {f"ablation/{key}": float("nan") if arm.get(key) is None else float(arm[key])
+                   for key in ("fvd", "fvd_spread", "final_loss", "final_loss_spread", "degraded_share")}
+        writer.add_hparams(hparams, metrics, run_name=arm["name"])
+    writer.flush()
+
+
+def write_plot(results: dict, path: Path, width: int = 720, height: int = 360) -> Path:
+    """FVD (mean ± sd over seeds) and the degraded share against the removed fraction, side by side."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    arms = results["arms"]
+    panels = [("FVD (mean ± sd)", [a["fvd"] for a in arms], [a["fvd_spread"] for a in arms], (40, 90, 200)),
+              ("degraded share", [a["degraded_share"] for a in arms], [None] * len(arms), (200, 70, 40))]
+    xs = [a["removed_fraction"] for a in arms]
+    panel_width = width // 2
+    for index, (title, values, spreads, colour) in enumerate(panels):
+        left, top, right, bottom = index * panel_width + 50, 40, (index + 1) * panel_width - 20, height - 50
+        draw.text((left, 12), title, fill="black")
+        draw.rectangle((left, top, right, bottom), outline="black")
+        draw.text((left, bottom + 18), "removed fraction", fill="black")
+        known = [(x, v, s) for x, v, s in zip(xs, values, spreads, strict=True) if v is not None]
+        if not known:
+            draw.text((left + 10, top + 10), "not available", fill="gray")
+            continue
+        low = min(v - (s or 0) for _, v, s in known)
+        high = max(v + (s or 0) for _, v, s in known)
+        low, high = (low - 0.5, high + 0.5) if high == low else (low - 0.05 * (high - low), high + 0.05 * (high - low))
+        x_high = max(max(xs), 1e-9)
+
+        def at(x, y, left=left, right=right, top=top, bottom=bottom, low=low, high=high, x_high=x_high):
+            return (left + 15 + (right - left - 30) * x / x_high, bottom - (bottom - top) * (y - low) / (high - low))
+
+        draw.text((left - 45, top), f"{high:.3g}", fill="black")
+        draw.text((left - 45, bottom - 10), f"{low:.3g}", fill="black")
+        for x in xs:
+            draw.text((at(x, low)[0] - 10, bottom + 4), f"{x:g}", fill="black")
+        points = [at(x, v) for x, v, _ in known]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for (x, v, s), (px, py) in zip(known, points, strict=True):
+            if s:
+                draw.line((px, at(x, v - s)[1], px, at(x, v + s)[1]), fill=colour, width=1)
+                for y in (v - s, v + s):
+                    draw.line((px - 4, at(x, y)[1], px + 4, at(x, y)[1]), fill=colour, width=1)
+            draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=colour)
+    image.save(path)
+    return path

@@ -1,0 +1,171 @@
+"""Task `ablation`: the paper's curation ablations end to end (section 3, `ablation.*` in defaults.yaml).
+
+curation (cached) -> held-out clean real clips -> random subset (the paper's LVD-10M) -> threshold arms for
+`ablation.criterion` -> per arm and seed: train the proxy (the `ablation.proxy_experiment` recipe) into
+`<run_dir>/arms/<arm>/seed<k>/`, sample the fixed prompts, FVD against the real clips -> one study pack of every
+arm's seed-0 samples under `<run_dir>/study/` -> results.json / results.md, HParams per arm, a plot.
+
+Resume: run again with `run_dir=<the interrupted run>`; an arm-seed with a `done.json` is not retrained, one
+without resumes from its `checkpoints/last.ckpt`. Where `<run_dir>/study/votes.sqlite` holds votes, their Elo
+joins the table.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from data_modules.arms import random_subset, read_clip_table, threshold_arms
+from lightning_svd.ablation.data import GroundTruth, cached_curation, fixed_prompts, heldout_split, write_arm_table
+from lightning_svd.ablation.evaluate import ArmEvaluator, sample_arm
+from lightning_svd.ablation.summary import arm_entry, honest_notes, render_markdown, write_hparams, write_plot
+from lightning_svd.config import check_required_paths, load_config
+from lightning_svd.errors import UserError
+from lightning_svd.run_context import RunContext
+
+DONE = "done.json"
+SAMPLES = "samples.npy"
+PLOT = "ablation.png"
+
+
+def proxy_config(cfg, table: Path, seed: int, run_dir: Path):
+    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides`, the
+    arm's table."""
+    section = cfg.ablation
+    proxy = load_config(section.proxy_experiment, cfg.profile, list(section.proxy_overrides), check_paths=False)
+    proxy.train.data.table, proxy.seed, proxy.run_dir = str(table), seed, str(run_dir)
+    proxy.cache_dir, proxy.resume = cfg.cache_dir, True
+    if cfg.profile == "paper":
+        check_required_paths(proxy)
+    return proxy
+
+
+def train_and_evaluate(cfg, ctx, arm_name: str, table: Path, seed: int, prompts, evaluator) -> dict:
+    """Train one arm's proxy for one seed, sample it and measure FVD; the done marker makes this run once."""
+    from lightning_svd.stages import load_stage
+    from lightning_svd.tasks import train
+
+    out = Path(ctx.run_dir) / "arms" / arm_name / f"seed{seed}"
+    if (out / DONE).is_file():
+        ctx.log.info(f"{arm_name} seed {seed}: done before, not retrained")
+        return json.loads((out / DONE).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    proxy = proxy_config(cfg, table, seed, out)
+    ctx.log.info(f"{arm_name} seed {seed}: training {proxy.trainer.max_steps} steps -> {out}")
+    trained = train.run(proxy, RunContext(out, ctx.log))
+    sampling = cfg.ablation.sampling
+    stage = load_stage(trained["checkpoint"])
+    videos = sample_arm(stage, prompts, int(sampling.samples_per_prompt), seed, int(proxy.train.num_frames),
+                        int(sampling.steps))
+    np.save(out / SAMPLES, videos[: len(prompts)])
+    fvd = evaluator.fvd(videos) if evaluator is not None else None
+    record = {"arm": arm_name, "seed": seed, "train_steps": trained["steps"], "final_loss": trained["final_loss"],
+              "fvd": None if fvd is None else round(fvd["fvd"], 6), "fvd_detail": fvd,
+              "num_generated": len(videos), "checkpoint": trained["checkpoint"],
+              "resumed_from": trained["resumed_from"]}
+    partial = out / f".{DONE}.partial"
+    partial.write_text(json.dumps(record, indent=1, default=str))
+    partial.replace(out / DONE)
+    ctx.log.info(f"{arm_name} seed {seed}: final loss {record['final_loss']}, FVD {record['fvd']}")
+    return record
+
+
+def write_study_pack(run_dir: Path, arm_names: list[str], prompts: list[dict], seed: int, fps: int) -> Path:
+    from lightning_svd.preference.pack import write_pack
+
+    videos = {}
+    for arm in arm_names:
+        samples = np.load(run_dir / "arms" / arm / f"seed{seed}" / SAMPLES)
+        for prompt, video in zip(prompts, samples, strict=True):
+            videos[(arm, prompt["id"])] = video
+    return write_pack(run_dir / "study", prompts, videos, fps, arms=arm_names)
+
+
+def elo_from_votes(pack_root: Path) -> dict[str, float]:
+    """Each arm's Elo (votes of both questions pooled) where the pack's vote database exists and holds votes."""
+    from lightning_svd.preference.pack import StudyPack
+    from lightning_svd.preference.results import AGGREGATE
+    from lightning_svd.preference.service import PreferenceStudy
+    from lightning_svd.preference.settings import StudySettings
+    from lightning_svd.tasks.study import DEFAULT_DB_NAME
+
+    db = pack_root / DEFAULT_DB_NAME
+    if not db.is_file():
+        return {}
+    results = PreferenceStudy.open(StudyPack.load(pack_root), db, StudySettings()).results()
+    if not results["votes"]["counted"]:
+        return {}
+    return {arm: round(entry["elo"], 2) for arm, entry in results["rankings"][AGGREGATE]["arms"].items()}
+
+
+def check_section(section) -> None:
+    if len(section.seeds) < 1:
+        raise UserError("ablation.seeds must list at least one seed (two give the seed-to-seed spread)")
+    if len(section.removed_fractions) < 1:
+        raise UserError("ablation.removed_fractions must list at least one fraction, e.g. [0.0, 0.125, 0.25, 0.5]")
+
+
+def run(cfg, ctx) -> dict:
+    section = cfg.ablation
+    check_section(section)
+    if section.torch_threads:
+        torch.set_num_threads(int(section.torch_threads))
+    seeds = [int(s) for s in section.seeds]
+    clip_table = cached_curation(cfg, ctx.log)
+    table = read_clip_table(clip_table)
+    truth = GroundTruth()
+    proxy = proxy_config(cfg, Path("unused"), seeds[0], Path(ctx.run_dir))
+    frames, height, width = int(proxy.train.num_frames), int(proxy.train.height), int(proxy.train.width)
+    held = section.heldout
+    split = heldout_split(table, int(held.seed), float(held.video_fraction), bool(held.clean_only),
+                          int(held.max_clips), frames, truth)
+    subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
+                           fraction=section.subset.fraction)
+    arms = threshold_arms(subset, str(section.criterion), list(section.removed_fractions), int(section.subset.seed))
+    prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
+    ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
+                 f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
+                 + ", ".join(f"{a.name} ({a.num_clips})" for a in arms) + f"; {len(prompts)} prompts")
+    evaluator = None
+    if section.fvd.enabled:
+        extractor = {"kind": str(section.fvd.extractor),
+                     **OmegaConf.to_container(section.fvd[str(section.fvd.extractor)], resolve=True)}
+        evaluator = ArmEvaluator(extractor, split.real, int(held.windows_per_clip), frames, height, width,
+                                 str(cfg.cache_dir))
+    entries = []
+    for arm in arms:
+        arm_table = write_arm_table(arm.table, Path(ctx.run_dir) / "arms" / arm.name / "clips.parquet")
+        records = [train_and_evaluate(cfg, ctx, arm.name, arm_table, seed, prompts, evaluator) for seed in seeds]
+        entries.append(arm_entry(arm, records, truth.degraded_share(arm.table)))
+    pack = write_study_pack(Path(ctx.run_dir), [a.name for a in arms], prompts, seeds[0],
+                            int(section.sampling.fps)) if section.study.enabled else None
+    elo = elo_from_votes(pack) if pack is not None else {}
+    for entry in entries:
+        if entry["name"] in elo:
+            entry["elo"] = elo[entry["name"]]
+    labels = evaluator.metric.labels() if evaluator is not None else {}
+    notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"))
+    if evaluator is None:
+        notes.append("FVD was switched off (ablation.fvd.enabled=false).")
+    results = {
+        "experiment": cfg.experiment, "criterion": str(section.criterion), "profile": cfg.profile,
+        "arms": entries, "feature_extractor": labels.get("feature_extractor"), "notes": " ".join(notes),
+        "seeds": seeds, "subset_size": subset.num_rows, "num_real_clips": split.real.num_rows,
+        "num_real_videos": None if evaluator is None else len(evaluator.windows),
+        "real_clips_clean_only": bool(held.clean_only), "heldout_videos": split.heldout_videos,
+        "prompts": prompts, "study_pack": None if pack is None else str(pack),
+        "clip_table": str(clip_table), "plot": PLOT,
+        "proxy": {"experiment": str(section.proxy_experiment), "num_frames": frames, "height": height,
+                  "width": width, "sampling_steps": int(section.sampling.steps)},
+    }
+    write_plot(results, Path(ctx.run_dir) / PLOT)
+    write_hparams(ctx.tensorboard(), results)
+    markdown = render_markdown(results)
+    ctx.write_results(results, markdown)
+    print(markdown)
+    print(f"TensorBoard logs (HParams view compares the arms): tensorboard --logdir {ctx.run_dir}")
+    if pack is not None:
+        print(f"Study pack: {pack}  (rate it: python run.py experiment=preference_study study.pack={pack})")
+    return results

@@ -1,0 +1,109 @@
+"""The `ablation` task end to end on a small corpus: contract, study pack, HParams, resume, degraded share."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_modules.arms import read_clip_table, threshold_arms
+from lightning_svd.ablation.data import GroundTruth
+from lightning_svd.config import load_config
+from lightning_svd.preference.pack import StudyPack
+from lightning_svd.run_context import create_run
+from lightning_svd.tasks import ablation, train
+
+SPEC_ARM_KEYS = {"name", "removed_fraction", "num_clips", "threshold", "train_steps", "final_loss", "fvd"}
+OVERRIDES = [
+    "corpus.num_videos=8", "corpus.min_seconds=4.0", "corpus.max_seconds=5.0", "corpus.seed=3",
+    "corpus.degraded_fraction=0.4",
+    "ablation.curation_overrides=[curation.clip.enabled=false, curation.ocr.backend=none, curation.workers=1]",
+    "ablation.removed_fractions=[0.0, 0.5]", "ablation.heldout.video_fraction=0.4",
+    "ablation.prompts.count=2", "ablation.sampling.steps=2", "ablation.sampling.samples_per_prompt=2",
+]
+
+
+def run_ablation(run_dir: Path) -> dict:
+    cfg = load_config("ablation_aesthetic", "tiny", [f"run_dir={run_dir}", *OVERRIDES])
+    cfg.ablation.proxy_overrides.append("trainer.max_steps=2")
+    ctx = create_run(cfg)
+    try:
+        return ablation.run(cfg, ctx)
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ablation") / "run"
+    return run_dir, run_ablation(run_dir)
+
+
+def test_results_follow_the_spec_contract(finished):
+    run_dir, results = finished
+    stored = json.loads((run_dir / "results.json").read_text())
+    assert stored["experiment"] == "ablation_aesthetic" and stored["criterion"] == "aesthetic"
+    assert stored["profile"] == "tiny" and stored["feature_extractor"]["kind"] == "random"
+    assert isinstance(stored["notes"], str) and "rank these arms against each other only" in stored["notes"]
+    assert [a["removed_fraction"] for a in stored["arms"]] == [0.0, 0.5]
+    first, second = stored["arms"]
+    for arm in stored["arms"]:
+        assert set(arm) >= SPEC_ARM_KEYS
+        assert arm["train_steps"] == 2 and np.isfinite(arm["fvd"]) and arm["fvd"] >= 0
+        assert [s["seed"] for s in arm["seeds"]] == [0, 1] and arm["fvd_spread"] is not None
+        assert 0.0 <= arm["degraded_share"] <= 1.0
+    assert second["num_clips"] == first["num_clips"] - int(np.floor(0.5 * first["num_clips"] + 0.5))
+    assert first["threshold"] is None and second["threshold"] is not None
+    markdown = (run_dir / "results.md").read_text()
+    assert all(f"| {a['name']} |" in markdown for a in stored["arms"])
+    assert (run_dir / "ablation.png").stat().st_size > 0
+
+
+def test_held_out_real_clips_are_never_trained_on(finished):
+    run_dir, results = finished
+    held = set(results["heldout_videos"])
+    for arm in results["arms"]:
+        trained = set(read_clip_table(run_dir / "arms" / arm["name"] / "clips.parquet")["video_path"].to_pylist())
+        assert held and not trained & held
+
+
+def test_the_study_pack_holds_every_arm_and_prompt(finished):
+    run_dir, results = finished
+    pack = StudyPack.load(run_dir / "study")
+    assert list(pack.arms) == [a["name"] for a in results["arms"]]
+    assert [p.text for p in pack.prompts] == [p["text"] for p in results["prompts"]] and len(pack.prompts) == 2
+
+
+def test_hparams_are_written_once_per_arm(finished):
+    run_dir, results = finished
+    for arm in results["arms"]:
+        events = list((run_dir / "tensorboard" / arm["name"]).glob("events.out.tfevents.*"))
+        assert events and b"hparams" in events[0].read_bytes()
+
+
+def test_an_interrupted_ablation_retrains_only_the_unfinished_arm_seed(finished, monkeypatch):
+    run_dir, before = finished
+    unfinished = run_dir / "arms" / before["arms"][1]["name"] / "seed1"
+    (unfinished / "done.json").unlink()
+    calls = []
+    original = train.run
+
+    def counting(cfg, ctx, callbacks=()):
+        calls.append(Path(ctx.run_dir))
+        return original(cfg, ctx, callbacks)
+
+    monkeypatch.setattr(train, "run", counting)
+    after = run_ablation(run_dir)
+    assert calls == [unfinished]
+    record = json.loads((unfinished / "done.json").read_text())
+    assert record["resumed_from"] and record["train_steps"] == 2
+    assert after["arms"][0] == before["arms"][0]
+
+
+def test_the_degraded_share_falls_as_the_aesthetic_arms_remove_more(finished):
+    run_dir, results = finished
+    pool = read_clip_table(Path(results["clip_table"]))
+    shares = [GroundTruth().degraded_share(arm.table) for arm in threshold_arms(pool, "aesthetic")]
+    assert shares[0] > 0 and all(b <= a for a, b in zip(shares, shares[1:], strict=False))
+    assert shares[-1] < shares[0]
+    assert results["arms"][1]["degraded_share"] < results["arms"][0]["degraded_share"]
