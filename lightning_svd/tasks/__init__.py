@@ -11,6 +11,7 @@ TASKS = {
     "corpus": "lightning_svd.tasks.corpus",
     "study": "lightning_svd.tasks.study",
     "report": "lightning_svd.tasks.report",
+    "evaluate": "lightning_svd.tasks.evaluate",
     "ablation": "lightning_svd.tasks.ablation",
 }
 
