@@ -9,6 +9,7 @@ from lightning_svd.stages.checkpoints import load_init_weights, load_stage, reso
 from lightning_svd.stages.i2v import ImageToVideoStage
 from lightning_svd.stages.interpolation import InterpolationStage
 from lightning_svd.stages.motion_buckets import MotionBuckets
+from lightning_svd.stages.multiview import MultiviewStage
 from lightning_svd.stages.video import ImageStage, TextToVideoStage
 
 STAGES = {
@@ -17,6 +18,7 @@ STAGES = {
     "image_to_video": ImageToVideoStage,
     "interpolation": InterpolationStage,
     "camera_lora": CameraLoRAStage,
+    "multiview": MultiviewStage,
 }
 
 __all__ = [
