@@ -68,7 +68,7 @@ def _with_spread(value, spread, digits: int) -> str:
     return text if spread is None or value is None else f"{text} ± {spread:.{digits}f}"
 
 
-def render_markdown(results: dict) -> str:
+def render_markdown(results: dict, notes: list[str]) -> str:
     lines = [f"# Ablation: {results['criterion']} ({results['experiment']}, {results['profile']} profile)", "",
              "| Arm | Removed | Clips | Threshold | Degraded share | Steps | Final loss (± sd) | FVD ↓ (± sd) | Elo |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -82,10 +82,23 @@ def render_markdown(results: dict) -> str:
     seeds = results.get("seeds")
     if seeds:
         lines += ["", f"Mean over seeds {seeds}; ± is the seed-to-seed sample standard deviation."]
-    lines += ["", "Notes:", *[f"- {note}" for note in results["notes"]]]
+    lines += ["", "Notes:", *[f"- {note}" for note in notes]]
     if results.get("plot"):
         lines += ["", f"![FVD and degraded share per arm]({results['plot']})"]
     return "\n".join(lines) + "\n"
+
+
+def last_logged(tensorboard_dir: Path, tag: str) -> float | None:
+    """The last value of a scalar in a TensorBoard folder (a resumed run that had no step left logs none)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not tensorboard_dir.is_dir():
+        return None
+    events = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return None
+    return round(float(events.Scalars(tag)[-1].value), 6)
 
 
 def write_hparams(writer, results: dict) -> None:

@@ -20,7 +20,14 @@ from omegaconf import OmegaConf
 from data_modules.arms import random_subset, read_clip_table, threshold_arms
 from lightning_svd.ablation.data import GroundTruth, cached_curation, fixed_prompts, heldout_split, write_arm_table
 from lightning_svd.ablation.evaluate import ArmEvaluator, sample_arm
-from lightning_svd.ablation.summary import arm_entry, honest_notes, render_markdown, write_hparams, write_plot
+from lightning_svd.ablation.summary import (
+    arm_entry,
+    honest_notes,
+    last_logged,
+    render_markdown,
+    write_hparams,
+    write_plot,
+)
 from lightning_svd.config import check_required_paths, load_config
 from lightning_svd.errors import UserError
 from lightning_svd.run_context import RunContext
@@ -61,7 +68,10 @@ def train_and_evaluate(cfg, ctx, arm_name: str, table: Path, seed: int, prompts,
                         int(sampling.steps))
     np.save(out / SAMPLES, videos[: len(prompts)])
     fvd = evaluator.fvd(videos) if evaluator is not None else None
-    record = {"arm": arm_name, "seed": seed, "train_steps": trained["steps"], "final_loss": trained["final_loss"],
+    final_loss = trained["final_loss"]
+    if final_loss is None:
+        final_loss = last_logged(out / "tensorboard", "train/loss")
+    record = {"arm": arm_name, "seed": seed, "train_steps": trained["steps"], "final_loss": final_loss,
               "fvd": None if fvd is None else round(fvd["fvd"], 6), "fvd_detail": fvd,
               "num_generated": len(videos), "checkpoint": trained["checkpoint"],
               "resumed_from": trained["resumed_from"]}
@@ -162,7 +172,7 @@ def run(cfg, ctx) -> dict:
     }
     write_plot(results, Path(ctx.run_dir) / PLOT)
     write_hparams(ctx.tensorboard(), results)
-    markdown = render_markdown(results)
+    markdown = render_markdown(results, notes)
     ctx.write_results(results, markdown)
     print(markdown)
     print(f"TensorBoard logs (HParams view compares the arms): tensorboard --logdir {ctx.run_dir}")

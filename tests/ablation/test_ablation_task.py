@@ -1,6 +1,7 @@
 """The `ablation` task end to end on a small corpus: contract, study pack, HParams, resume, degraded share."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ from data_modules.arms import read_clip_table, threshold_arms
 from lightning_svd.ablation.data import GroundTruth
 from lightning_svd.config import load_config
 from lightning_svd.preference.pack import StudyPack
+from lightning_svd.preference.service import PreferenceStudy
+from lightning_svd.preference.settings import StudySettings
+from lightning_svd.preference.store import Task, Vote
 from lightning_svd.run_context import create_run
 from lightning_svd.tasks import ablation, train
 
@@ -21,11 +25,12 @@ OVERRIDES = [
     "ablation.removed_fractions=[0.0, 0.5]", "ablation.heldout.video_fraction=0.4",
     "ablation.prompts.count=2", "ablation.sampling.steps=2", "ablation.sampling.samples_per_prompt=2",
 ]
+TWO_STEPS = ["trainer.max_steps=2", "trainer.log_every_n_steps=1"]
 
 
 def run_ablation(run_dir: Path) -> dict:
     cfg = load_config("ablation_aesthetic", "tiny", [f"run_dir={run_dir}", *OVERRIDES])
-    cfg.ablation.proxy_overrides.append("trainer.max_steps=2")
+    cfg.ablation.proxy_overrides.extend(TWO_STEPS)
     ctx = create_run(cfg)
     try:
         return ablation.run(cfg, ctx)
@@ -50,12 +55,14 @@ def test_results_follow_the_spec_contract(finished):
     for arm in stored["arms"]:
         assert set(arm) >= SPEC_ARM_KEYS
         assert arm["train_steps"] == 2 and np.isfinite(arm["fvd"]) and arm["fvd"] >= 0
+        assert all(np.isfinite(s["final_loss"]) for s in arm["seeds"])
         assert [s["seed"] for s in arm["seeds"]] == [0, 1] and arm["fvd_spread"] is not None
         assert 0.0 <= arm["degraded_share"] <= 1.0
     assert second["num_clips"] == first["num_clips"] - int(np.floor(0.5 * first["num_clips"] + 0.5))
     assert first["threshold"] is None and second["threshold"] is not None
     markdown = (run_dir / "results.md").read_text()
     assert all(f"| {a['name']} |" in markdown for a in stored["arms"])
+    assert "\n- As the removed fraction grows, the share of planted-degraded clips" in markdown
     assert (run_dir / "ablation.png").stat().st_size > 0
 
 
@@ -96,7 +103,7 @@ def test_an_interrupted_ablation_retrains_only_the_unfinished_arm_seed(finished,
     after = run_ablation(run_dir)
     assert calls == [unfinished]
     record = json.loads((unfinished / "done.json").read_text())
-    assert record["resumed_from"] and record["train_steps"] == 2
+    assert record["resumed_from"] and record["train_steps"] == 2 and np.isfinite(record["final_loss"])
     assert after["arms"][0] == before["arms"][0]
 
 
@@ -107,3 +114,18 @@ def test_the_degraded_share_falls_as_the_aesthetic_arms_remove_more(finished):
     assert shares[0] > 0 and all(b <= a for a, b in zip(shares, shares[1:], strict=False))
     assert shares[-1] < shares[0]
     assert results["arms"][1]["degraded_share"] < results["arms"][0]["degraded_share"]
+
+
+def test_votes_in_the_study_pack_join_the_table_as_elo(finished):
+    run_dir, before = finished
+    pack = StudyPack.load(run_dir / "study")
+    study = PreferenceStudy.open(pack, pack.root / "votes.sqlite", StudySettings())
+    best, worst = pack.arms[1], pack.arms[0]
+    study.store.import_votes([
+        Vote(rater, Task.of(prompt.id, best, worst, "quality"), best, worst, "left", best, worst, None, "test",
+             None, time.time())
+        for rater in ("r1", "r2", "r3") for prompt in pack.prompts])
+    after = run_ablation(run_dir)
+    elo = {arm["name"]: arm["elo"] for arm in after["arms"]}
+    assert elo[best] > elo[worst]
+    assert "| –" not in (run_dir / "results.md").read_text().splitlines()[4].rsplit("|", 2)[1]

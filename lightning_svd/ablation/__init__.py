@@ -1,0 +1,1 @@
+"""The curation ablation's parts (task `ablation`): its data, the per-arm evaluation and the aggregation."""
