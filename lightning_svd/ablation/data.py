@@ -164,3 +164,17 @@ def write_arm_table(table: pa.Table, path: Path) -> Path:
     pq.write_table(table, partial)
     partial.replace(path)
     return path
+
+
+def curation_arms(table: pa.Table, seed: int) -> list:
+    """The curated-vs-uncurated ablation: the clips the paper's combined filter (LVD-F) keeps, and a random subset
+    of the same size drawn from the same table (both remove the same fraction; only the choice differs)."""
+    from data_modules.arms import Arm, combined_filter, random_subset
+
+    table = ok_rows(table)
+    curated = combined_filter(table, seed=seed)["table"]
+    if curated.num_rows == 0:
+        raise UserError("the combined filter keeps no clip of the subset; curate more videos")
+    removed = round(1.0 - curated.num_rows / table.num_rows, 6)
+    uncurated = random_subset(table, seed, size=curated.num_rows)
+    return [Arm("uncurated", "curation", removed, None, uncurated), Arm("curated", "curation", removed, None, curated)]

@@ -37,15 +37,17 @@ def direction(values: list[float]) -> str:
     return "does not move monotonically"
 
 
-def honest_notes(arms: list[dict], extractor_comparable: bool, extractor_reason: str | None) -> list[str]:
-    """What moved across arms, in which direction, and whether the moves exceed the seed-to-seed spread."""
+def honest_notes(arms: list[dict], extractor_comparable: bool, extractor_reason: str | None,
+                 ordering: str = "As the removed fraction grows") -> list[str]:
+    """What moved across arms (in `ordering`), in which direction, and whether the moves exceed the seed-to-seed
+    spread."""
     notes = []
     for key, label in (("degraded_share", "the share of planted-degraded clips"), ("fvd", "FVD"),
                        ("final_loss", "the final training loss")):
         values = [a[key] for a in arms]
         if len(values) < 2 or any(v is None for v in values):
             continue
-        text = f"As the removed fraction grows, {label} {direction(values)} ({', '.join(f'{v:.4g}' for v in values)})"
+        text = f"{ordering}, {label} {direction(values)} ({', '.join(f'{v:.4g}' for v in values)})"
         spreads = [a.get(f"{key}_spread") for a in arms]
         if all(s is not None for s in spreads):
             largest_gap, largest_spread = max(values) - min(values), max(spreads)
@@ -121,12 +123,15 @@ def write_plot(results: dict, path: Path, width: int = 720, height: int = 360) -
     panels = [("FVD (mean ± sd)", [a["fvd"] for a in arms], [a["fvd_spread"] for a in arms], (40, 90, 200)),
               ("degraded share", [a["degraded_share"] for a in arms], [None] * len(arms), (200, 70, 40))]
     xs = [a["removed_fraction"] for a in arms]
+    ticks, axis = [f"{x:g}" for x in xs], "removed fraction"
+    if len(set(xs)) < len(xs):  # arms of equal size (curated vs uncurated): one position per arm
+        xs, ticks, axis = list(range(len(arms))), [a["name"] for a in arms], "arm"
     panel_width = width // 2
     for index, (title, values, spreads, colour) in enumerate(panels):
         left, top, right, bottom = index * panel_width + 50, 40, (index + 1) * panel_width - 20, height - 50
         draw.text((left, 12), title, fill="black")
         draw.rectangle((left, top, right, bottom), outline="black")
-        draw.text((left, bottom + 18), "removed fraction", fill="black")
+        draw.text((left, bottom + 18), axis, fill="black")
         known = [(x, v, s) for x, v, s in zip(xs, values, spreads, strict=True) if v is not None]
         if not known:
             draw.text((left + 10, top + 10), "not available", fill="gray")
@@ -141,8 +146,8 @@ def write_plot(results: dict, path: Path, width: int = 720, height: int = 360) -
 
         draw.text((left - 45, top), f"{high:.3g}", fill="black")
         draw.text((left - 45, bottom - 10), f"{low:.3g}", fill="black")
-        for x in xs:
-            draw.text((at(x, low)[0] - 10, bottom + 4), f"{x:g}", fill="black")
+        for x, tick in zip(xs, ticks, strict=True):
+            draw.text((at(x, low)[0] - 10, bottom + 4), tick, fill="black")
         points = [at(x, v) for x, v, _ in known]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)

@@ -18,7 +18,14 @@ import torch
 from omegaconf import OmegaConf
 
 from data_modules.arms import random_subset, read_clip_table, threshold_arms
-from lightning_svd.ablation.data import GroundTruth, cached_curation, fixed_prompts, heldout_split, write_arm_table
+from lightning_svd.ablation.data import (
+    GroundTruth,
+    cached_curation,
+    curation_arms,
+    fixed_prompts,
+    heldout_split,
+    write_arm_table,
+)
 from lightning_svd.ablation.evaluate import ArmEvaluator, sample_arm
 from lightning_svd.ablation.summary import (
     arm_entry,
@@ -133,7 +140,11 @@ def run(cfg, ctx) -> dict:
                           int(held.max_clips), frames, truth)
     subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
                            fraction=section.subset.fraction)
-    arms = threshold_arms(subset, str(section.criterion), list(section.removed_fractions), int(section.subset.seed))
+    if section.criterion == "curation":
+        arms = curation_arms(subset, int(section.subset.seed))
+    else:
+        arms = threshold_arms(subset, str(section.criterion), list(section.removed_fractions),
+                              int(section.subset.seed))
     prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
     ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
                  f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
@@ -156,7 +167,9 @@ def run(cfg, ctx) -> dict:
         if entry["name"] in elo:
             entry["elo"] = elo[entry["name"]]
     labels = evaluator.metric.labels() if evaluator is not None else {}
-    notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"))
+    ordering = ("From the uncurated to the curated arm" if section.criterion == "curation"
+                else "As the removed fraction grows")
+    notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")
     results = {

@@ -1,0 +1,64 @@
+"""The ablation's parts without training: curated-vs-uncurated arms, seed statistics, honest notes, the plot."""
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from data_modules.arms import combined_filter
+from lightning_svd.ablation.data import curation_arms
+from lightning_svd.ablation.summary import honest_notes, mean_and_spread, write_plot
+from lightning_svd.config import load_config
+
+
+def scored_table(count: int = 40) -> pa.Table:
+    rng = np.random.default_rng(0)
+    return pa.table({
+        "clip_id": [f"c{i:03d}" for i in range(count)], "status": ["ok"] * count,
+        "aesthetic_score": rng.uniform(0, 10, count), "clip_score": rng.uniform(0, 1, count),
+        "ocr_area": rng.uniform(0, 0.15, count), "flow_score": rng.uniform(0, 5, count),
+    })
+
+
+def test_curation_arms_are_the_combined_filter_and_a_random_subset_of_equal_size():
+    table = scored_table()
+    uncurated, curated = curation_arms(table, seed=0)
+    kept = combined_filter(table)["table"]
+    assert curated.table["clip_id"].to_pylist() == kept["clip_id"].to_pylist()
+    assert uncurated.num_clips == curated.num_clips == kept.num_rows < table.num_rows
+    assert set(uncurated.table["clip_id"].to_pylist()) != set(curated.table["clip_id"].to_pylist())
+    assert uncurated.removed_fraction == curated.removed_fraction == round(1 - kept.num_rows / 40, 6)
+
+
+def test_mean_and_spread_over_seeds():
+    assert mean_and_spread([1.0, 3.0]) == (2.0, round(float(np.std([1.0, 3.0], ddof=1)), 6))
+    assert mean_and_spread([2.0, None]) == (2.0, None)
+    assert mean_and_spread([None]) == (None, None)
+
+
+def test_notes_say_when_a_move_is_not_monotonic_or_within_the_seed_spread():
+    arms = [{"fvd": 3.0, "fvd_spread": 1.0, "final_loss": 0.5, "final_loss_spread": 0.01, "degraded_share": 0.4},
+            {"fvd": 2.0, "fvd_spread": 1.0, "final_loss": 0.4, "final_loss_spread": 0.01, "degraded_share": 0.2},
+            {"fvd": 2.5, "fvd_spread": 1.0, "final_loss": 0.3, "final_loss_spread": 0.01, "degraded_share": 0.1}]
+    notes = honest_notes(arms, extractor_comparable=False, extractor_reason="random weights")
+    assert any(n.startswith("As the removed fraction grows, FVD does not move monotonically") and "is within" in n
+               for n in notes)
+    assert any("final training loss falls monotonically" in n and "exceeds" in n for n in notes)
+    assert any("degraded clips falls monotonically" in n for n in notes)
+    assert notes[-1].startswith("FVD features: random weights")
+
+
+def test_the_plot_has_error_bars_and_handles_arms_of_equal_size(tmp_path):
+    arms = [{"name": n, "removed_fraction": 0.5, "fvd": f, "fvd_spread": 0.3, "degraded_share": None}
+            for n, f in (("uncurated", 2.0), ("curated", 1.0))]
+    image = Image.open(write_plot({"arms": arms}, tmp_path / "plot.png"))
+    pixels = np.asarray(image.convert("RGB"))
+    assert image.size == (720, 360) and (np.abs(pixels - [40, 90, 200]).sum(axis=2) == 0).sum() > 50
+
+
+def test_every_ablation_experiment_loads_with_its_criterion():
+    for criterion in ("aesthetic", "clip", "ocr", "flow", "curation"):
+        cfg = load_config(f"ablation_{criterion}", "tiny")
+        assert cfg.task == "ablation" and cfg.ablation.criterion == criterion
+        paper = load_config(f"ablation_{criterion}", "paper", check_paths=False)
+        assert list(paper.ablation.proxy_overrides) == [] and paper.ablation.prompts.count == 64
+        assert paper.ablation.sampling.steps == 50 and "ablation.fvd.i3d_torchscript.path" in paper.requires_paths
