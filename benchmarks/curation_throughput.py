@@ -61,7 +61,7 @@ def main() -> None:
     cfg["clip"]["enabled"] = False
     cfg["decode"]["analysis_short_side"] = args.analysis_side
     cfg["ocr"]["ppocr_db"]["limit_side_len"] = args.ocr_side
-    limit_threads(args.threads, uses_torch=False)
+    limit_threads(args.threads, torch_too=False)
     curator = VideoCurator(cfg, threads=args.threads)
     curator.curate(str(videos[0]))  # warm-up: ONNX session, imports
 

@@ -9,29 +9,25 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 
-from .pipeline import VideoCurator, VideoResult
+from .pipeline import VideoCurator, VideoResult, uses_torch
 
 _worker_curator: VideoCurator | None = None
 
 
-def limit_threads(threads: int, uses_torch: bool) -> None:
+def limit_threads(threads: int, torch_too: bool) -> None:
     """Keep each worker to its share of the cores: OpenCV and (when CLIP or RAFT run) torch."""
     import cv2
 
     cv2.setNumThreads(threads)
-    if uses_torch:
+    if torch_too:
         import torch
 
         torch.set_num_threads(threads)
 
 
-def _uses_torch(cfg: dict) -> bool:
-    return bool(cfg["clip"]["enabled"]) or cfg["aesthetic"]["backend"] == "laion" or cfg["flow"]["backend"] == "raft"
-
-
 def _init_worker(cfg: dict, threads: int) -> None:
     global _worker_curator
-    limit_threads(threads, _uses_torch(cfg))
+    limit_threads(threads, uses_torch(cfg))
     _worker_curator = VideoCurator(cfg, threads=threads)
 
 
@@ -54,7 +50,7 @@ class LocalEngine:
         if not videos:
             return
         if self.workers == 1 or len(videos) == 1:
-            limit_threads(self.threads, _uses_torch(self.cfg))
+            limit_threads(self.threads, uses_torch(self.cfg))
             curator = VideoCurator(self.cfg, threads=self.threads)
             for video in videos:
                 yield curator.curate(video)

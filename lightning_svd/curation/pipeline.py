@@ -24,6 +24,13 @@ from .table import SCORE_COLUMNS, config_hash, empty_row
 from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_video, scaled_size
 
 
+def uses_torch(cfg: dict) -> bool:
+    """Whether a curator built from `cfg` runs torch models (CLIP, the LAION head, RAFT, CoCa)."""
+    coca = (cfg["captions"].get("coca") or {}).get("enabled", False)
+    return (bool(cfg["clip"]["enabled"]) or cfg["aesthetic"]["backend"] == "laion" or cfg["flow"]["backend"] == "raft"
+            or bool(coca))
+
+
 @dataclass
 class VideoResult:
     """The rows of one video plus what the report needs (detected cuts, seconds per stage)."""
@@ -66,6 +73,11 @@ class VideoCurator:
                 f"curation.aesthetic.backend must be classic, laion or none, got {self.aesthetic_backend!r}")
         self.classic = ClassicQuality(**dict(aesthetic.get("classic") or {}))
         self.sidecar = SidecarCaptioner() if cfg["captions"]["sidecar"]["enabled"] else None
+        self.coca_cfg = dict(cfg["captions"].get("coca") or {})
+        if self.coca_cfg.get("enabled") and not self.coca_cfg.get("weights"):
+            raise ValueError("curation.captions.coca.weights: CoCa needs a local checkpoint; set it or turn "
+                             "curation.captions.coca.enabled off")
+        self._coca = None
         self.split_mode = cfg["split"]["mode"]
         if self.split_mode not in ("none", *SPLITTERS):
             raise ValueError(f"curation.split.mode must be none, copy or reencode, got {self.split_mode!r}")
@@ -93,6 +105,15 @@ class VideoCurator:
             self._clip_encoder = ClipEncoder(clip["model"], clip.get("weights"), clip.get("device", "cpu"),
                                              clip.get("config_file"))
         return self._clip_encoder
+
+    def coca(self):
+        if self._coca is None:
+            from .coca import CocaCaptioner
+
+            c = self.coca_cfg
+            self._coca = CocaCaptioner(c["model"], c["weights"], c.get("device", "cpu"), c.get("config_file"),
+                                       int(c.get("max_tokens", 30)))
+        return self._coca
 
     def laion(self):
         if self._laion is None:
@@ -169,6 +190,10 @@ class VideoCurator:
                 captions = self.sidecar.captions(video_path, [(s.start_frame, s.end_frame) for s in spans], info.fps)
                 for row, caption in zip(rows, captions):
                     row["caption_sidecar"] = caption
+            if self.coca_cfg.get("enabled"):
+                middles = [full[span.key_frames()[1]] for span in spans]
+                for row, caption in zip(rows, self.coca().captions(middles)):
+                    row["caption_coca"] = caption
             for row in rows:
                 row["caption"] = next((row.get(c) for c in self.cfg["clip"]["caption_columns"] if row.get(c)), None)
         with _Timer(seconds, "flow"):

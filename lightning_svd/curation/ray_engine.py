@@ -12,14 +12,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from .engines import limit_threads
-from .pipeline import VideoCurator, VideoResult
+from .pipeline import VideoCurator, VideoResult, uses_torch
 
 
 class _CuratorActor:
     def __init__(self, cfg: dict, threads: int):
-        uses_torch = bool(cfg["clip"]["enabled"]) or cfg["aesthetic"]["backend"] == "laion" or \
-            cfg["flow"]["backend"] == "raft"
-        limit_threads(threads, uses_torch)
+        limit_threads(threads, uses_torch(cfg))
         self.curator = VideoCurator(cfg, threads=threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -82,3 +82,50 @@ def test_pipeline_fills_clip_and_laion_scores_and_labels_random_weights(small_co
     assert all("random" in r["clip_score_model"] and "laion" in r["aesthetic_score_model"] for r in rows)
     assert all(r["ocr_area"] is None and r["ocr_area_model"] is None for r in rows)
     assert rows[0]["caption"] == rows[0]["caption_sidecar"]
+
+
+TINY_COCA = {"embed_dim": 32,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16,
+                            "attentional_pool": True, "attn_pooler_heads": 2, "output_tokens": True},
+             "text_cfg": {"context_length": 76, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
+                          "embed_cls": True, "output_tokens": True},
+             "multimodal_cfg": {"context_length": 76, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
+                                "attn_pooler_heads": 2},
+             "custom_text": True}
+
+
+@pytest.fixture(scope="module")
+def tiny_coca(tmp_path_factory):
+    """A tiny CoCa config and a checkpoint of its (random) weights, as a released checkpoint would be loaded."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("coca")
+    config = folder / "curation-tiny-coca.json"
+    config.write_text(json.dumps(TINY_COCA))
+    open_clip.add_model_config(str(config))
+    torch.manual_seed(3)
+    model = open_clip.create_model("curation-tiny-coca")
+    weights = folder / "tiny_coca.pt"
+    torch.save(model.state_dict(), weights)
+    return str(config), str(weights)
+
+
+def test_coca_captions_middle_frames_greedily_and_needs_weights(small_corpus, cfg_copy, tiny_coca):
+    from lightning_svd.curation.coca import CocaCaptioner
+
+    config, weights = tiny_coca
+    captioner = CocaCaptioner("curation-tiny-coca", weights, config_file=config, max_tokens=6)
+    frames = [textured(48, 64, 1), textured(48, 64, 2)]
+    first = captioner.captions(frames)
+    assert len(first) == 2 and all(isinstance(c, str) for c in first)
+    assert CocaCaptioner("curation-tiny-coca", weights, config_file=config, max_tokens=6).captions(frames) == first
+    with pytest.raises(ValueError, match="needs a local checkpoint"):
+        CocaCaptioner("curation-tiny-coca", None, config_file=config)
+    cfg_copy["captions"]["coca"].update(enabled=True, model="curation-tiny-coca", weights=weights,
+                                        config_file=config, max_tokens=6)
+    cfg_copy["ocr"]["backend"] = "none"
+    rows = VideoCurator(cfg_copy).curate(str(sorted((small_corpus / "videos").glob("*.mp4"))[0])).rows
+    assert all(isinstance(r["caption_coca"], str) and r["caption"] == r["caption_coca"] for r in rows)
+    cfg_copy["captions"]["coca"]["weights"] = None
+    with pytest.raises(ValueError, match="coca.weights"):
+        VideoCurator(cfg_copy)
