@@ -9,6 +9,7 @@ TASKS = {
     "train": "lightning_svd.tasks.train",
     "sample": "lightning_svd.tasks.sample",
     "corpus": "lightning_svd.tasks.corpus",
+    "curate": "lightning_svd.tasks.curate",
     "study": "lightning_svd.tasks.study",
     "report": "lightning_svd.tasks.report",
     "evaluate": "lightning_svd.tasks.evaluate",
