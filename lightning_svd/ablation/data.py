@@ -71,7 +71,7 @@ def cached_curation(cfg, log: logging.Logger) -> Path:
     """
     from omegaconf import OmegaConf
 
-    from lightning_svd.config import load_config
+    from lightning_svd.config import check_required_paths, load_config
     from lightning_svd.run_context import RunContext
     from lightning_svd.synthetic import CorpusSpec
     from lightning_svd.tasks import curate
@@ -83,6 +83,8 @@ def cached_curation(cfg, log: logging.Logger) -> Path:
                              check_paths=False)
     curate_cfg.corpus, curate_cfg.data, curate_cfg.cache_dir = cfg.corpus, cfg.data, cfg.cache_dir
     curate_cfg.curation.progress = False
+    if cfg.profile == "paper":
+        check_required_paths(curate_cfg)
     source = str(Path(str(cfg.data.source)).expanduser().resolve()) if cfg.data.source else \
         f"corpus:{CorpusSpec.from_config(cfg.corpus).key()}"
     curation = OmegaConf.to_container(curate_cfg.curation, resolve=True)

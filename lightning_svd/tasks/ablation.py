@@ -133,7 +133,7 @@ def run(cfg, ctx) -> dict:
     clip_table = cached_curation(cfg, ctx.log)
     table = read_clip_table(clip_table)
     truth = GroundTruth()
-    proxy = proxy_config(cfg, Path("unused"), seeds[0], Path(ctx.run_dir))
+    proxy = proxy_config(cfg, Path(clip_table), seeds[0], Path(ctx.run_dir))
     frames, height, width = int(proxy.train.num_frames), int(proxy.train.height), int(proxy.train.width)
     held = section.heldout
     split = heldout_split(table, int(held.seed), float(held.video_fraction), bool(held.clean_only),
