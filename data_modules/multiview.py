@@ -4,12 +4,13 @@ Reads a folder of orbits in the format documented in `lightning_svd/synthetic/or
 object with `cameras.json` listing its views in orbit order). A sample is
 
     {"video": (T, 3, H, W) in [-1, 1], "image": (3, H, W) (the first view, the conditioning image),
-     "azimuth_rad": (T,), "polar_rad": (T,), "object_id": str}
+     "azimuth_rad": (T,), "polar_rad": (T,), "clip_id": the object folder's name, "txt": ""}
 
 with T = `num_views` views taken evenly around the orbit starting at its first view (all of them when the
-orbit has exactly `num_views`, the paper's 21). Views are resized to cover `height` x `width` and centre-cropped;
-RGBA renders are composited onto white. Samples are deterministic; the order is one seeded permutation per
-epoch shared by the ranks of a DDP run (the clip DataModule's sampler).
+orbit has exactly `num_views`, the paper's 21). `clip_id` and the empty caption `txt` (orbits have none)
+are keys every training sample of the suite carries. Views are resized to cover `height` x `width` and
+centre-cropped; RGBA renders are composited onto white. Samples are deterministic; the order is one seeded
+permutation per epoch shared by the ranks of a DDP run (the clip DataModule's sampler).
 """
 
 import json
@@ -109,7 +110,8 @@ class OrbitDataset(Dataset):
             "image": video[0].clone(),
             "azimuth_rad": torch.tensor([float(v["azimuth_rad"]) for v in chosen]),
             "polar_rad": torch.tensor([float(v["polar_rad"]) for v in chosen]),
-            "object_id": folder.name,
+            "clip_id": folder.name,
+            "txt": "",
         }
 
 

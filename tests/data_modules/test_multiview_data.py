@@ -73,7 +73,7 @@ def test_dataset_samples_are_clips_with_the_first_view_and_per_frame_cameras(orb
     chosen = [views[i] for i in (0, 2, 4)]
     assert torch.allclose(sample["azimuth_rad"], torch.tensor([v["azimuth_rad"] for v in chosen]))
     assert torch.allclose(sample["polar_rad"], torch.tensor([v["polar_rad"] for v in chosen]))
-    assert sample["object_id"] == "object_001"
+    assert sample["clip_id"] == "object_001" and sample["txt"] == ""
     assert torch.equal(dataset[(1, 0)]["video"], sample["video"])
 
 
@@ -82,7 +82,7 @@ def test_datamodule_batches(orbits):
     batch = next(iter(module.train_dataloader()))
     assert batch["video"].shape == (2, 6, 3, 16, 16) and batch["image"].shape == (2, 3, 16, 16)
     assert batch["azimuth_rad"].shape == batch["polar_rad"].shape == (2, 6)
-    assert len(batch["object_id"]) == 2 and len(module.train_dataloader()) == 1
+    assert len(batch["clip_id"]) == 2 and len(module.train_dataloader()) == 1
 
 
 def test_rgba_renders_are_composited_onto_white(tmp_path):
