@@ -70,3 +70,14 @@ def sample_arm(stage, prompts: list[dict], samples_per_prompt: int, seed: int, n
     repetition, so the first P videos are one sample of each prompt."""
     texts = [p["text"] for p in prompts] * samples_per_prompt
     return stage.generate(prompts=texts, seed=seed, num_frames=num_frames, steps=steps).numpy()
+
+
+def frame_difference(videos: np.ndarray) -> float:
+    """Mean absolute change between consecutive frames of (B, T, H, W, 3) uint8 videos, in 0..255: real clips
+    change little from frame to frame, noise-like samples change as much as independent noise (about 85)."""
+    return round(float(np.abs(np.diff(videos.astype(np.float32), axis=1)).mean()), 3)
+
+
+def real_frame_difference(windows: list[tuple[str, int]], num_frames: int, height: int, width: int) -> float:
+    clips = torch.cat(list(real_videos(windows, num_frames, height, width)))
+    return frame_difference(((clips + 1.0) * 127.5).round().permute(0, 1, 3, 4, 2).numpy())

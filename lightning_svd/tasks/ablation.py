@@ -26,7 +26,7 @@ from lightning_svd.ablation.data import (
     heldout_split,
     write_arm_table,
 )
-from lightning_svd.ablation.evaluate import ArmEvaluator, sample_arm
+from lightning_svd.ablation.evaluate import ArmEvaluator, frame_difference, real_frame_difference, sample_arm
 from lightning_svd.ablation.summary import (
     arm_entry,
     honest_notes,
@@ -167,11 +167,22 @@ def run(cfg, ctx) -> dict:
         if entry["name"] in elo:
             entry["elo"] = elo[entry["name"]]
     labels = evaluator.metric.labels() if evaluator is not None else {}
+    if evaluator is not None:
+        real_change = real_frame_difference(evaluator.windows, frames, height, width)
+        sample_change = {a.name: frame_difference(np.load(Path(ctx.run_dir) / "arms" / a.name / f"seed{seeds[0]}"
+                                                          / SAMPLES)) for a in arms}
+        for entry in entries:
+            entry["sample_frame_difference"] = sample_change[entry["name"]]
     ordering = ("From the uncurated to the curated arm" if section.criterion == "curation"
                 else "As the removed fraction grows")
     notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")
+    else:
+        notes.append(f"Sample check: consecutive frames of the seed-{seeds[0]} samples differ by "
+                     f"{min(sample_change.values()):.1f}-{max(sample_change.values()):.1f} (mean |change|, 0-255), "
+                     f"the real clips by {real_change:.1f}; samples far above the real clips are still noise-like "
+                     "and their FVD says little about the arms.")
     results = {
         "experiment": cfg.experiment, "criterion": str(section.criterion), "profile": cfg.profile,
         "arms": entries, "feature_extractor": labels.get("feature_extractor"), "notes": " ".join(notes),

@@ -56,6 +56,7 @@ def test_results_follow_the_spec_contract(finished):
         assert set(arm) >= SPEC_ARM_KEYS
         assert arm["train_steps"] == 2 and np.isfinite(arm["fvd"]) and arm["fvd"] >= 0
         assert all(np.isfinite(s["final_loss"]) for s in arm["seeds"])
+        assert 0 <= arm["sample_frame_difference"] <= 255
         assert [s["seed"] for s in arm["seeds"]] == [0, 1] and arm["fvd_spread"] is not None
         assert 0.0 <= arm["degraded_share"] <= 1.0
     assert second["num_clips"] == first["num_clips"] - int(np.floor(0.5 * first["num_clips"] + 0.5))
@@ -63,6 +64,7 @@ def test_results_follow_the_spec_contract(finished):
     markdown = (run_dir / "results.md").read_text()
     assert all(f"| {a['name']} |" in markdown for a in stored["arms"])
     assert "\n- As the removed fraction grows, the share of planted-degraded clips" in markdown
+    assert "- Sample check: consecutive frames" in markdown
     assert (run_dir / "ablation.png").stat().st_size > 0
 
 
