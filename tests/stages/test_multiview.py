@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from data_modules.multiview import multiview_datamodule
 from lightning_svd.config import load_config
+from lightning_svd.errors import UserError
 from lightning_svd.stages import STAGES, MultiviewStage, load_init_weights, load_stage
 from lightning_svd.stages.checkpoints import averaged_state_dict, read_checkpoint
 
@@ -115,3 +116,13 @@ def test_generate_samples_an_orbit_from_one_image():
     explicit = stage.generate(images=torch.zeros(1, 3, 16, 16), steps=2, azimuth_rad=cameras,
                               polar_rad=torch.full((1, 3), 1.2))
     assert explicit.shape == video.shape
+
+
+def test_paper_profile_carries_the_papers_numbers_and_needs_real_paths():
+    cfg = load_config("multiview", "paper", check_paths=False)
+    assert (cfg.train.num_frames, cfg.train.height, cfg.train.width) == (21, 576, 576)
+    assert cfg.trainer.max_steps == 12000 and cfg.train.global_batch_size == 16
+    assert cfg.train.optimizer.lr == 1.0e-5 and cfg.train.multiview.camera_dim == 512
+    assert {"init_from", "train.data.orbits"} <= set(cfg.requires_paths)
+    with pytest.raises(UserError, match="train.data.orbits"):
+        load_config("multiview", "paper")
