@@ -32,9 +32,21 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def averaged_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The checkpoint's weights with its EMA shadow (where kept) in place of the raw training weights."""
-    state = dict(checkpoint["state_dict"])
-    state.update(checkpoint.get("ema", {}).get("shadow", {}))
+    """The checkpoint's weights with its EMA shadow (where kept) in place of the raw training weights.
+
+    A module reachable under two names (the UNet is also `denoiser.network`) is saved under both, sharing storage;
+    the shadow replaces every name of a tensor, not only the one it was kept under.
+    """
+    raw = checkpoint["state_dict"]
+    names_of = {}
+    for key, tensor in raw.items():
+        names_of.setdefault((tensor.data_ptr(), tuple(tensor.shape), tensor.stride()), []).append(key)
+    state = dict(raw)
+    for key, value in checkpoint.get("ema", {}).get("shadow", {}).items():
+        tensor = raw.get(key)
+        aliases = names_of[(tensor.data_ptr(), tuple(tensor.shape), tensor.stride())] if tensor is not None else [key]
+        for alias in aliases:
+            state[alias] = value
     return state
 
 

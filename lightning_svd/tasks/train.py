@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from callbacks import build_callbacks
 from data_modules.clips import ClipDataModule, ImageDataModule, read_clip_table
 from data_modules.corpus_table import write_corpus_clip_table
+from data_modules.multiview import multiview_datamodule
 from lightning_svd.errors import UserError
 from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights
 from lightning_svd.stages.checkpoints import read_checkpoint
@@ -64,7 +65,10 @@ def motion_buckets(cfg, table: Path) -> MotionBuckets:
     return MotionBuckets.calibrate([row.get("flow_score") for row in read_clip_table(table)])
 
 
-def build_datamodule(cfg, table: Path, buckets: MotionBuckets) -> ClipDataModule:
+def build_datamodule(cfg, table: Path, buckets: MotionBuckets):
+    """The clip DataModule (videos), its image variant (the image stage) or the orbit DataModule (multiview)."""
+    if cfg.train.name == "multiview":
+        return multiview_datamodule(cfg)
     data = cfg.train.data
     common = {"height": int(cfg.train.height), "width": int(cfg.train.width), "motion_buckets": buckets,
               "batch_size": int(data.batch_size), "num_workers": int(data.num_workers),

@@ -1,7 +1,4 @@
 """The multi-view stage: trains two tiny steps from an image-to-video checkpoint, and its cameras reach the UNet.
-
-The train task builds the clip DataModule for every stage; `build_datamodule` is pointed at the multi-view
-DataModule here (the train task's own dispatch to it is a one-line change outside this stage's files).
 """
 
 import math
@@ -10,7 +7,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from data_modules.multiview import multiview_datamodule
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
 from lightning_svd.stages import STAGES, MultiviewStage, load_init_weights, load_stage
@@ -23,15 +19,11 @@ SMALL_ORBITS = ["orbits.num_objects=2", "orbits.size=24"]
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, clip_table):
-    from lightning_svd.tasks import train
-
     root = tmp_path_factory.mktemp("multiview_chain")
     # Without EMA the parent's raw and averaged weights agree, so the copied vector block is easy to check.
     results = {"i2v": tiny_run("i2v", root / "i2v", clip_table, "train.num_frames=2", "train.ema.enabled=false")}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "build_datamodule", lambda cfg, table, buckets: multiview_datamodule(cfg))
-        results["multiview"] = tiny_run("multiview", root / "multiview", clip_table, "train.num_frames=3",
-                                        *SMALL_ORBITS, f"init_from={root / 'i2v'}")
+    results["multiview"] = tiny_run("multiview", root / "multiview", clip_table, "train.num_frames=3",
+                                    *SMALL_ORBITS, f"init_from={root / 'i2v'}")
     return root, results
 
 
