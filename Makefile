@@ -1,7 +1,7 @@
 # The two commands a new user needs; each sets up what is missing first (scripts/setup.sh).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO ?= experiment=synthetic_corpus
+DEMO ?= experiment=ablation_aesthetic
 
 .PHONY: setup demo test lint
 setup:
