@@ -125,10 +125,18 @@ def check_section(section) -> None:
 
 
 def run(cfg, ctx) -> dict:
+    check_section(cfg.ablation)
+    threads = torch.get_num_threads()
+    if cfg.ablation.torch_threads:
+        torch.set_num_threads(int(cfg.ablation.torch_threads))
+    try:
+        return run_arms(cfg, ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_arms(cfg, ctx) -> dict:
     section = cfg.ablation
-    check_section(section)
-    if section.torch_threads:
-        torch.set_num_threads(int(section.torch_threads))
     seeds = [int(s) for s in section.seeds]
     clip_table = cached_curation(cfg, ctx.log)
     table = read_clip_table(clip_table)

@@ -12,6 +12,7 @@ from callbacks import build_callbacks, extractor_from_section
 from callbacks.samples import frame_grid
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
+from lightning_svd.evaluation.frechet import FeatureStatistics
 from lightning_svd.preference.pack import StudyPack
 from lightning_svd.video import read_frames
 
@@ -45,7 +46,10 @@ def test_metric_and_extractor_stay_out_of_the_checkpoint(callback_run):
 
 
 def test_real_statistics_are_cached(callback_run, isolated_cache):
-    assert len(list((isolated_cache / "fvd_stats").glob("*.npz"))) == 1
+    run_dir, _ = callback_run
+    protocol = json.loads((run_dir / "fvd_history.json").read_text())["protocol"]
+    stored = [FeatureStatistics.load(path)[1]["protocol"] for path in (isolated_cache / "fvd_stats").glob("*.npz")]
+    assert stored.count(protocol) == 1
 
 
 def test_samples_reach_tensorboard_as_images_and_the_run_dir_as_mp4(callback_run):

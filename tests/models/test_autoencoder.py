@@ -88,7 +88,7 @@ def test_image_decoder_chunked_decode_equals_whole_batch():
     with torch.no_grad():
         whole = model.decode(z)
         for chunk in (1, 3, 7, 10):
-            torch.testing.assert_close(model.decode(z, decode_chunk_size=chunk), whole, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(model.decode(z, decode_chunk_size=chunk), whole, rtol=1e-4, atol=1e-4)
 
 
 def test_temporal_chunked_decode_is_clip_aware_deterministic_and_shaped():

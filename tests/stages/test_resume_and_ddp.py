@@ -28,6 +28,8 @@ class KillAfterCheckpoint(Callback):
 
 KILLED_RUN = """
 import sys
+import torch
+torch.set_num_threads({threads})
 sys.path.insert(0, {tests!r})
 from stages.test_resume_and_ddp import KillAfterCheckpoint, RESUME
 from stages.tiny import tiny_run
@@ -44,7 +46,8 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, clip_table):
     straight = tmp_path / "straight"
     tiny_run("pretrain_video", straight, clip_table, *RESUME)
     interrupted = tmp_path / "interrupted"
-    script = KILLED_RUN.format(tests=str(REPO / "tests"), run_dir=str(interrupted), table=str(clip_table))
+    script = KILLED_RUN.format(tests=str(REPO / "tests"), run_dir=str(interrupted), table=str(clip_table),
+                               threads=torch.get_num_threads())  # same reduction order as the in-process runs
     killed = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
