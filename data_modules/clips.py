@@ -27,7 +27,8 @@ from lightning_svd.stages.motion_buckets import MotionBuckets
 from lightning_svd.video import read_frames
 
 REQUIRED_COLUMNS = ("clip_id", "video_path", "start_frame", "end_frame", "fps", "status")
-CAPTION_COLUMNS = {"coca": "caption_coca", "vblip": "caption_vblip", "llm": "caption_llm"}
+CAPTION_COLUMNS = {"coca": "caption_coca", "vblip": "caption_vblip", "llm": "caption_llm", "sidecar": "caption_sidecar"}
+PAPER_CAPTION_PROBABILITIES = {"coca": 0.5, "vblip": 0.25, "llm": 0.25, "sidecar": 0.5}  # E.2.2, + dataset's own
 
 
 def read_clip_table(path: str | Path) -> list[dict]:
@@ -183,7 +184,7 @@ class ClipDataModule(L.LightningDataModule):
         self.motion_buckets = motion_buckets
         self.strides = list(strides)
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.captions = CaptionSampler(caption_probabilities or {"coca": 0.5, "vblip": 0.25, "llm": 0.25})
+        self.captions = CaptionSampler(caption_probabilities or PAPER_CAPTION_PROBABILITIES)
         self.camera_motion = camera_motion
         self.seed = seed
         self.dataset: ClipDataset | None = None

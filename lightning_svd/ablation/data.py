@@ -156,11 +156,7 @@ def fixed_prompts(prompts_file: str | None, count: int, real: pa.Table) -> list[
 
 
 def write_arm_table(table: pa.Table, path: Path) -> Path:
-    """Write an arm's clips for the clip DataModule; a sidecar caption stands in for a missing CoCa caption."""
-    if "caption_sidecar" in table.column_names and "caption_coca" in table.column_names:
-        index = table.column_names.index("caption_coca")
-        filled = pc.coalesce(table["caption_coca"], table["caption_sidecar"])
-        table = table.set_column(index, "caption_coca", filled)
+    """Write an arm's clips for the clip DataModule, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     pq.write_table(table, partial)

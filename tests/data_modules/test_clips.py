@@ -135,3 +135,12 @@ def test_motion_buckets_map_flow_percentiles_to_0_255():
     assert 0 < static_heavy(0.0) < static_heavy(1.5) < 255
     with pytest.raises(ValueError, match="no finite flow_score"):
         MotionBuckets.calibrate([None, float("nan")])
+
+
+def test_a_dataset_that_comes_captioned_trains_on_its_sidecar_captions():
+    sampler = CaptionSampler({"coca": 0.5, "vblip": 0.25, "llm": 0.25, "sidecar": 0.5})
+    rng = np.random.default_rng(0)
+    row = {"caption_coca": None, "caption_vblip": None, "caption_llm": None, "caption_sidecar": "s"}
+    assert {sampler(row, rng) for _ in range(50)} == {"s"}
+    with pytest.raises(UserError, match="sidecar"):
+        CaptionSampler({"blip": 1.0})
