@@ -157,8 +157,15 @@ class TextAreaScorer:
     def frame_area(self, frame_rgb: np.ndarray) -> float:
         return float(self.detector.text_mask(frame_rgb).mean())
 
+    def masks(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """One text mask per frame (the classic aesthetic score reuses them to leave overlays out)."""
+        return [self.detector.text_mask(frame) for frame in frames]
+
+    def area(self, masks: list[np.ndarray]) -> float:
+        return float(AGGREGATES[self.aggregate]([mask.mean() for mask in masks]))
+
     def score(self, frames: list[np.ndarray]) -> float:
-        return float(AGGREGATES[self.aggregate]([self.frame_area(frame) for frame in frames]))
+        return self.area(self.masks(frames))
 
 
 def build_ocr(node: dict, threads: int = 1) -> TextAreaScorer | None:

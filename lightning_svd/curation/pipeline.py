@@ -72,6 +72,8 @@ class VideoCurator:
             raise ValueError(
                 f"curation.aesthetic.backend must be classic, laion or none, got {self.aesthetic_backend!r}")
         self.classic = ClassicQuality(**dict(aesthetic.get("classic") or {}))
+        self.classic_excludes_text = (self.aesthetic_backend == "classic" and bool(aesthetic.get("exclude_text", True))
+                                      and self.ocr is not None)
         self.sidecar = SidecarCaptioner() if cfg["captions"]["sidecar"]["enabled"] else None
         self.coca_cfg = dict(cfg["captions"].get("coca") or {})
         if self.coca_cfg.get("enabled") and not self.coca_cfg.get("weights"):
@@ -87,10 +89,18 @@ class VideoCurator:
         self.stage_hashes = {
             "flow_score": config_hash(cfg["flow"]),
             "ocr_area": config_hash(cfg["ocr"]),
-            "aesthetic_score": config_hash({"aesthetic": aesthetic, "clip": cfg["clip"]}
-                                           if self.aesthetic_backend == "laion" else aesthetic),
+            "aesthetic_score": config_hash(self._aesthetic_inputs()),
             "clip_score": config_hash(cfg["clip"]),
         }
+
+    def _aesthetic_inputs(self) -> dict:
+        """The config the aesthetic score depends on: CLIP for the LAION head, the text boxes for `exclude_text`."""
+        aesthetic = self.cfg["aesthetic"]
+        if self.aesthetic_backend == "laion":
+            return {"aesthetic": aesthetic, "clip": self.cfg["clip"]}
+        if self.classic_excludes_text:
+            return {"aesthetic": aesthetic, "ocr": self.cfg["ocr"]}
+        return aesthetic
 
     @property
     def clip_enabled(self) -> bool:
@@ -135,7 +145,10 @@ class VideoCurator:
         else:
             flow_text = (f"{flow.model} weights={flow.weights or 'random (scores are not meaningful)'} "
                          f"{flow.width}x{flow.height}, px per {1 / flow.fps:g} s")
-        aesthetic = {"classic": "classic no-reference quality 0..10 (contrast, noise, blur)", "none": None}
+        classic = "classic no-reference quality 0..10 (contrast, noise, blur)"
+        if self.classic_excludes_text:
+            classic += f" outside {self.ocr.detector.name} text boxes"
+        aesthetic = {"classic": classic, "none": None}
         return {
             "flow_score": flow_text,
             "ocr_area": None if self.ocr is None else f"{self.ocr.detector.name} text-box area, {self.ocr.aggregate}",
@@ -202,14 +215,17 @@ class VideoCurator:
                 for row, span in zip(rows, spans):
                     row["flow_score"] = self.flow.score(source, span.start_frame, span.end_frame, info.fps)
         key_frames = [[full[i] for i in span.key_frames()] for span in spans]
+        text_masks = [None] * len(spans)
         with _Timer(seconds, "ocr"):
             if self.ocr is not None:
-                for row, frames_of_clip in zip(rows, key_frames):
-                    row["ocr_area"] = self.ocr.score(frames_of_clip)
+                text_masks = [self.ocr.masks(frames_of_clip) for frames_of_clip in key_frames]
+                for row, masks in zip(rows, text_masks):
+                    row["ocr_area"] = self.ocr.area(masks)
         with _Timer(seconds, "aesthetic"):
             if self.aesthetic_backend == "classic":
-                for row, frames_of_clip in zip(rows, key_frames):
-                    row["aesthetic_score"] = self.classic.score(frames_of_clip)
+                for row, frames_of_clip, masks in zip(rows, key_frames, text_masks):
+                    row["aesthetic_score"] = self.classic.score(frames_of_clip,
+                                                                masks if self.classic_excludes_text else None)
         with _Timer(seconds, "clip"):
             if self.clip_enabled:
                 self._clip_scores(rows, key_frames)

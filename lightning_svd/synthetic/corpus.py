@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..video import write_video
 from .scenes import SceneRenderer, caption_for, random_scene
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 TRANSITION_FRAMES = {"hard": 0, "crossfade": 12, "fade": 16}
 TRANSITION_ODDS = {"hard": 0.5, "crossfade": 0.25, "fade": 0.25}
 

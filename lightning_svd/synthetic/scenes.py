@@ -1,8 +1,10 @@
 """One synthetic scene: a textured background, moving shapes, an optional text overlay and degradation.
 
 Everything a scene shows is known in advance (speed, text area, degradation), so curation and the ablations can
-be measured against ground truth. A scene renders any local time `t` (frames since its first content frame),
-negative and past its end included, so transitions can blend two scenes that both keep moving.
+be measured against ground truth. The degradation applies to the footage (background and shapes) and the text is
+drawn on top afterwards, crisp, as subtitles and logos are added in post to footage of any quality. A scene
+renders any local time `t` (frames since its first content frame), negative and past its end included, so
+transitions can blend two scenes that both keep moving.
 """
 
 from dataclasses import dataclass
@@ -144,10 +146,11 @@ class SceneRenderer:
         frame = self._background(dx, dy)
         for shape in scene.shapes:
             self._draw_shape(frame, shape, t, dx, dy)
+        frame = self._degrade(np.clip(frame, 0, 255), t)
         if self.text_outline is not None:
             frame[self.text_outline] = 0.0
             frame[self.text_letters] = 255.0
-        return self._degrade(np.clip(frame, 0, 255), t).astype(np.uint8)
+        return frame.astype(np.uint8)
 
     def _background(self, dx: float, dy: float) -> np.ndarray:
         shift = (self.wave_kx * dx + self.wave_ky * dy)[..., 0].astype(np.float32)

@@ -10,7 +10,7 @@ from lightning_svd.curation.pipeline import VideoCurator
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "curate.yaml"
-QUALITY_CORPUS = CorpusSpec(num_videos=12, seed=0)
+QUALITY_CORPUS = CorpusSpec()  # the default corpus (24 videos), the one the issue targets are stated on
 
 
 @pytest.fixture(scope="session")

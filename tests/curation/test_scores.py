@@ -135,6 +135,22 @@ def test_classic_quality_ranks_each_degradation_below_the_clean_frame():
     assert 0 < max(quality.frame_score(f) for f in (blurred, noisy, flat)) < score <= 10
 
 
+def test_classic_quality_leaves_a_crisp_overlay_out_of_a_blurred_frame(ppocr):
+    blurred = cv2.GaussianBlur(textured(96, 160, 3), (0, 0), 3.0)
+    cv2.circle(blurred, (50, 40), 12, (230, 60, 40), -1)
+    blurred = cv2.GaussianBlur(blurred, (0, 0), 2.5)
+    overlaid = with_text(blurred, "SALE 50% OFF", 15)
+    mask = ppocr.detector.text_mask(overlaid)
+    quality = ClassicQuality()
+    assert 0.02 < mask.mean() < 0.3
+    # measured whole, the crisp letters pass the blurred shot as sharp; outside the text boxes it stays blurred
+    assert quality.frame_score(overlaid) > 2 * quality.frame_score(blurred)
+    assert quality.frame_score(overlaid, mask) == pytest.approx(quality.frame_score(blurred, mask), rel=0.1)
+    assert quality.measurements(overlaid, mask)["blur"] > 1.5 * quality.measurements(overlaid)["blur"]
+    everything = np.ones(mask.shape, dtype=bool)
+    assert quality.frame_score(overlaid, everything) == quality.frame_score(overlaid)
+
+
 @pytest.fixture(scope="module")
 def corpus_quality(quality_results):
     rows = [row for result in quality_results for row in result.rows]
@@ -153,17 +169,18 @@ def test_flow_score_ranks_clips_by_true_speed(corpus_quality):
 
 
 def test_ocr_area_ranks_clips_by_true_text_area(corpus_quality):
+    """Issue target: Spearman >= 0.9 against the true text area, clips without text near 0."""
     rows, report, truths = corpus_quality
     scenes = [covering_scene(truths[r["video_path"]], r["start_frame"], r["end_frame"]) for r in rows]
     no_text = [r["ocr_area"] for r, s in zip(rows, scenes) if s["text_area"] == 0]
-    assert max(no_text) <= 0.01
-    assert report["ocr_spearman"] >= 0.85, report
-    legible = [(r["ocr_area"], s["text_area"]) for r, s in zip(rows, scenes) if s["degradation"] != "blur"]
-    from lightning_svd.curation.quality import spearman
-
-    assert spearman(*zip(*legible)) >= 0.9
+    with_text = [r["ocr_area"] for r, s in zip(rows, scenes) if s["text_area"] > 0]
+    assert no_text and with_text and max(no_text) <= 0.01 < min(with_text)
+    assert report["ocr_spearman"] >= 0.9, report
 
 
 def test_classic_aesthetic_ranks_planted_degradations_below_clean_scenes(corpus_quality):
-    _, report, _ = corpus_quality
+    rows, report, truths = corpus_quality
     assert report["aesthetic_spearman"] >= 0.8, report
+    scenes = [covering_scene(truths[r["video_path"]], r["start_frame"], r["end_frame"]) for r in rows]
+    overlaid = [r for r, s in zip(rows, scenes) if s["text_area"] > 0 and s["degradation"] is None]
+    assert overlaid and all("outside ppocr_db text boxes" in r["aesthetic_score_model"] for r in rows)
