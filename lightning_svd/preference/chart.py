@@ -13,20 +13,26 @@ MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 80, 30, 60, 110
 
 
 def write_elo_chart(results: dict, path: Path) -> Path:
-    """One group of bars per question (and pooled), one bar per arm: Elo gain with its interval as a whisker."""
+    """One group of bars per question (and pooled), one bar per arm: Elo gain with its interval as a whisker.
+
+    `results` is the study's (rankings of every arm, each with elo_gain and its interval); entries without
+    `elo_gain_low`/`elo_gain_high` get no whisker, and a ranking without `num_votes` no vote count.
+    """
     rankings, arms = results["rankings"], results["arms"]
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     font, small = ImageFont.load_default(size=16), ImageFont.load_default(size=13)
-    top = max([1.0] + [entry["elo_gain_high"] for r in rankings.values() for entry in r["arms"].values()])
-    bottom = min([0.0] + [entry["elo_gain_low"] for r in rankings.values() for entry in r["arms"].values()])
+    entries = [entry for r in rankings.values() for entry in r["arms"].values()]
+    top = max([1.0] + [entry.get("elo_gain_high", entry["elo_gain"]) for entry in entries])
+    bottom = min([0.0] + [entry.get("elo_gain_low", entry["elo_gain"]) for entry in entries])
     plot_height = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
 
     def y_of(value: float) -> float:
         return MARGIN_TOP + (top - value) / (top - bottom) * plot_height
 
-    draw.text((MARGIN_LEFT, 15), "Elo gain over the lowest-ranked arm (whiskers: "
-              f"{100 * results['method']['interval']:g} % interval over shuffled vote orders)", fill="black", font=font)
+    interval = results["method"].get("interval")
+    whiskers = f" (whiskers: {100 * interval:g} % interval over shuffled vote orders)" if interval else ""
+    draw.text((MARGIN_LEFT, 15), f"Elo gain over the lowest-ranked arm{whiskers}", fill="black", font=font)
     for tick in range(6):
         value = bottom + (top - bottom) * tick / 5
         draw.line([(MARGIN_LEFT, y_of(value)), (WIDTH - MARGIN_RIGHT, y_of(value))], fill=(225, 225, 225))
@@ -41,12 +47,13 @@ def write_elo_chart(results: dict, path: Path) -> Path:
             colour = COLOURS[i % len(COLOURS)]
             y_bar, y_zero = sorted((y_of(entry["elo_gain"]), y_of(0.0)))
             draw.rectangle([left + 2, y_bar, left + bar_width - 2, max(y_zero, y_bar + 1)], fill=colour)
-            centre = left + bar_width / 2
-            draw.line([(centre, y_of(entry["elo_gain_low"])), (centre, y_of(entry["elo_gain_high"]))],
-                      fill="black", width=2)
+            if "elo_gain_low" in entry and "elo_gain_high" in entry:
+                centre = left + bar_width / 2
+                draw.line([(centre, y_of(entry["elo_gain_low"])), (centre, y_of(entry["elo_gain_high"]))],
+                          fill="black", width=2)
+        votes = f" (n={ranking['num_votes']})" if "num_votes" in ranking else ""
         draw.text((group_left + group_width * 0.4, HEIGHT - MARGIN_BOTTOM + 10),
-                  f"{TITLES[question].split(' (')[0]} (n={ranking['num_votes']})", fill="black", font=font,
-                  anchor="ma")
+                  f"{TITLES[question].split(' (')[0]}{votes}", fill="black", font=font, anchor="ma")
     draw.line([(MARGIN_LEFT, y_of(0.0)), (WIDTH - MARGIN_RIGHT, y_of(0.0))], fill="black")
     legend_x = MARGIN_LEFT
     for i, arm in enumerate(arms):

@@ -1,7 +1,8 @@
-"""The whole report: the paper's Tables 1-3 beside ours, ablation and study tables, Elo charts.
+"""The whole report: the paper's Tables 1-3 beside ours (Markdown and PNG), ablation and study tables, Elo charts.
 
-Elo bar charts (the paper's Figures 3, 4 and 18) are drawn by the preference package's chart from a study's
-results, which carry per-question gains and intervals; an ablation's single per-arm rating is tabulated only.
+Elo bar charts (the paper's Figures 3, 4 and 18) are drawn by the preference package's chart: from a study's
+results, per question and pooled with intervals; from an ablation's per-arm Elo (its study votes), one pooled
+group without intervals.
 """
 
 from __future__ import annotations
@@ -11,17 +12,10 @@ from pathlib import Path
 
 from ..preference.chart import write_elo_chart
 from .dataset_stats import clip_table_statistics
+from .figures import write_table_image
 from .paper import TABLE1, TABLE2, TABLE3
 from .runs import RunResults
-from .tables import (
-    render_ablation,
-    render_study,
-    render_table1,
-    render_table2,
-    render_table3,
-    table2_rows,
-    table3_rows,
-)
+from .tables import ablation_elo, render_ablation, render_study, table1, table2, table2_rows, table3, table3_rows
 
 
 def _file_stem(run: RunResults, position: int) -> str:
@@ -35,11 +29,18 @@ def build_report(runs: list[RunResults], clip_tables: list[str | Path], out_dir:
     tables = [(Path(p).name, Path(p)) for p in clip_tables]
     tables += [(run.label, run.clip_table) for run in runs if run.clip_table is not None]
     statistics = [(label, clip_table_statistics(path)) for label, path in tables]
-    sections = [render_table2(by_kind["ucf101_fvd"]), render_table3(by_kind["multiview"]), render_table1(statistics)]
-    charts = []
+    sections, figures, charts = [], [], []
+    for name, table in (("table2", table2(by_kind["ucf101_fvd"])), ("table3", table3(by_kind["multiview"])),
+                        ("table1", table1(statistics))):
+        image = write_table_image(table, out_dir / f"{name}.png")
+        sections.append(f"{table.markdown()}\n\nAs an image: [{image.name}]({image.name})")
+        figures.append(image.name)
     for position, run in enumerate(runs):
         if "ablation" in run.kinds:
-            sections.append(render_ablation(run))
+            elo = ablation_elo(run)
+            chart = write_elo_chart(elo, out_dir / f"elo_{_file_stem(run, position)}.png") if elo else None
+            sections.append(render_ablation(run, chart.name if chart else None))
+            charts += [chart.name] if chart else []
         if "study" in run.kinds:
             chart = write_elo_chart(run.results, out_dir / f"elo_{_file_stem(run, position)}.png")
             sections.append(render_study(run, chart.name))
@@ -59,6 +60,7 @@ def build_report(runs: list[RunResults], clip_tables: list[str | Path], out_dir:
         "ablations": [str(r.run_dir) for r in by_kind["ablation"]],
         "studies": [str(r.run_dir) for r in by_kind["study"]],
         "charts": charts,
+        "table_images": figures,
         "unused_runs": unused,
     }
     return results, "\n\n".join(["\n".join(header), *sections]) + "\n"

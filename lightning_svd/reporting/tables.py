@@ -1,12 +1,45 @@
-"""The paper's tables in Markdown with our runs' rows beside the paper's, plus our ablation and study tables."""
+"""The paper's tables with our runs' rows beside the paper's, plus our ablation and study tables.
+
+Tables 1-3 are built once as a `Table` (cells as text, which rows are ours) and rendered from it as Markdown
+here and as PNG by `figures.write_table_image`, so both always show the same numbers.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from .dataset_stats import table1_cells
 from .paper import TABLE1, TABLE1_COLUMNS, TABLE2, TABLE2_NOTE, TABLE3, TABLE3_NOTE
 from .runs import RunResults
+
+
+@dataclass
+class Table:
+    """A titled table of text cells; `ours[i]` marks row i as one of our runs (bold in Markdown, shaded in PNG)."""
+
+    title: str
+    columns: list[str]
+    right_aligned: set[int]
+    rows: list[list[str]] = field(default_factory=list)
+    ours: list[bool] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, cells: list, ours: bool = False) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"{self.title}: row of {len(cells)} cells for {len(self.columns)} columns")
+        self.rows.append([_cell(c) for c in cells])
+        self.ours.append(ours)
+
+    def markdown(self) -> str:
+        rule = "|".join("---:" if i in self.right_aligned else "---" for i in range(len(self.columns)))
+        lines = [f"## {self.title}", "", "| " + " | ".join(self.columns) + " |", f"|{rule}|"]
+        for cells, ours in zip(self.rows, self.ours):
+            shown = [f"**{cells[0]}**" if ours and cells[0] else cells[0], *cells[1:]]
+            lines.append("| " + " | ".join(shown) + " |")
+        for note in self.notes:
+            lines += ["", note]
+        return "\n".join(lines)
 
 
 def _number(value, digits: int) -> str:
@@ -14,7 +47,7 @@ def _number(value, digits: int) -> str:
 
 
 def _cell(text) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")
+    return "" if text is None else str(text).replace("|", "/").replace("\n", " ")
 
 
 def _comparability(results: dict) -> str:
@@ -30,17 +63,18 @@ def table2_rows(runs: list[RunResults]) -> list[dict]:
              "reason": run.results.get("reason")} for run in runs]
 
 
-def render_table2(runs: list[RunResults]) -> str:
-    lines = ["## Table 2: zero-shot text-to-video generation on UCF-101 (FVD)", "",
-             "| Method | FVD ↓ | Samples | Comparable with the paper | From |", "|---|---:|---:|---|---|"]
-    lines += [f"| {name} | {fvd:.2f} | | | paper |" for name, fvd in TABLE2]
+def table2(runs: list[RunResults]) -> Table:
+    table = Table("Table 2: zero-shot text-to-video generation on UCF-101 (FVD)",
+                  ["Method", "FVD ↓", "Samples", "Comparable with the paper", "From"], {1, 2}, notes=[TABLE2_NOTE])
+    for name, fvd in TABLE2:
+        table.add([name, f"{fvd:.2f}", "", "", "paper"])
     for run in runs:
         r = run.results
-        lines.append(f"| **{_cell(run.label)}** | {_number(r.get('fvd'), 2)} | {r.get('num_samples', '–')} | "
-                     f"{_comparability(r)} | `{run.run_dir}` |")
+        table.add([run.label, _number(r.get("fvd"), 2), r.get("num_samples", "–"), _comparability(r),
+                   f"`{run.run_dir}`"], ours=True)
     if not runs:
-        lines.append("| *(no UCF-101 evaluation among the runs given)* | | | | |")
-    return "\n".join([*lines, "", TABLE2_NOTE])
+        table.add(["*(no UCF-101 evaluation among the runs given)*", "", "", "", ""])
+    return table
 
 
 def table3_rows(runs: list[RunResults]) -> list[dict]:
@@ -49,37 +83,48 @@ def table3_rows(runs: list[RunResults]) -> list[dict]:
              "reason": run.results.get("reason")} for run in runs]
 
 
-def render_table3(runs: list[RunResults]) -> str:
-    lines = ["## Table 3: multi-view generation (21-view orbits)", "",
-             "| Method | LPIPS ↓ | PSNR ↑ | CLIP-S ↑ | Objects | Comparable with the paper | From |",
-             "|---|---:|---:|---:|---:|---|---|"]
-    lines += [f"| {name} | {lpips:.2f} | {psnr:.2f} | {clip:.2f} | 50 | | paper |"
-              for name, lpips, psnr, clip in TABLE3]
+def table3(runs: list[RunResults]) -> Table:
+    table = Table("Table 3: multi-view generation (21-view orbits)",
+                  ["Method", "LPIPS ↓", "PSNR ↑", "CLIP-S ↑", "Objects", "Comparable with the paper", "From"],
+                  {1, 2, 3, 4}, notes=[TABLE3_NOTE])
+    for name, lpips, psnr, clip in TABLE3:
+        table.add([name, f"{lpips:.2f}", f"{psnr:.2f}", f"{clip:.2f}", "50", "", "paper"])
     for run in runs:
         r = run.results
-        lines.append(f"| **{_cell(run.label)}** | {_number(r.get('lpips'), 3)} | {_number(r.get('psnr'), 2)} | "
-                     f"{_number(r.get('clip_s'), 3)} | {r.get('num_objects', '–')} | {_comparability(r)} | "
-                     f"`{run.run_dir}` |")
+        table.add([run.label, _number(r.get("lpips"), 3), _number(r.get("psnr"), 2), _number(r.get("clip_s"), 3),
+                   r.get("num_objects", "–"), _comparability(r), f"`{run.run_dir}`"], ours=True)
     if not runs:
-        lines.append("| *(no multi-view evaluation among the runs given)* | | | | | | |")
-    return "\n".join([*lines, "", TABLE3_NOTE])
+        table.add(["*(no multi-view evaluation among the runs given)*", "", "", "", "", "", ""])
+    return table
 
 
-def render_table1(ours: list[tuple[str, dict]]) -> str:
+def table1(ours: list[tuple[str, dict]]) -> Table:
     """Paper columns first, then one column per clip table of ours (label, statistics)."""
-    header = [*TABLE1_COLUMNS, *(f"**{_cell(label)}**" for label, _ in ours)]
-    lines = ["## Table 1: dataset statistics", "", "| | " + " | ".join(header) + " |",
-             "|---|" + "---:|" * len(header)]
+    columns = ["", *TABLE1_COLUMNS, *(f"**{_cell(label)}**" for label, _ in ours)]
+    table = Table("Table 1: dataset statistics", columns, set(range(1, len(columns))))
     cells = [table1_cells(stats) for _, stats in ours]
     for row, paper_values in TABLE1.items():
-        lines.append(f"| {row} | " + " | ".join([*paper_values, *(c[row] for c in cells)]) + " |")
+        table.add([row, *paper_values, *(c[row] for c in cells)])
     if not ours:
-        lines += ["", "*(no clip table given: set report.clip_tables or give a run whose results name a "
-                  "clip_table)*"]
-    return "\n".join(lines)
+        table.notes.append("*(no clip table given: set report.clip_tables or give a run whose results name a "
+                           "clip_table)*")
+    return table
 
 
-def render_ablation(run: RunResults) -> str:
+def ablation_elo(run: RunResults) -> dict | None:
+    """An ablation's per-arm Elo (from its study votes) shaped like study results for the Elo chart: one
+    aggregate group of gains over the lowest arm, without intervals (the ablation keeps only the mean Elo).
+    None when no arm has an Elo yet."""
+    rated = {arm["name"]: float(arm["elo"]) for arm in run.results["arms"]
+             if isinstance(arm.get("elo"), int | float) and not isinstance(arm.get("elo"), bool)}
+    if not rated:
+        return None
+    lowest = min(rated.values())
+    gains = {name: {"elo_gain": elo - lowest} for name, elo in rated.items()}
+    return {"arms": list(rated), "rankings": {"aggregate": {"arms": gains}}, "method": {}}
+
+
+def render_ablation(run: RunResults, chart_name: str | None = None) -> str:
     r = run.results
     lines = [f"## Ablation: {_cell(r.get('criterion'))} ({_cell(run.label)})", "",
              "| Arm | Removed | Clips | Threshold | Steps | Final loss | FVD ↓ | Elo |",
@@ -97,6 +142,8 @@ def render_ablation(run: RunResults) -> str:
         lines += ["", f"FVD features: `{_cell(json.dumps(extractor, sort_keys=True))}`."]
     if r.get("notes"):
         lines += ["", _cell(r["notes"])]
+    if chart_name:
+        lines += ["", f"![Elo gain over the lowest arm (aggregate of both questions)]({chart_name})"]
     return "\n".join(lines)
 
 

@@ -124,13 +124,47 @@ def test_report_puts_our_rows_beside_the_papers(runs_root, tmp_path):
     assert "| drop 25% | 25 % | 30 | 4.5000 | 20 | 0.0900 | 40.00 | 998.0 |" in markdown
     assert results["unused_runs"] == [str(runs_root / "corpus")]
     assert results["table2"]["ours"][0]["fvd"] == 1234.567 and results["table3"]["ours"][0]["psnr"] == 12.5
-    assert results["charts"] == ["elo_02_preference_study_study.png"]
+    assert results["charts"] == ["elo_02_preference_study_study.png", "elo_03_ablation_aesthetic_ablation.png"]
+    assert "![Elo gain over the lowest arm (aggregate of both questions)](elo_03_ablation_aesthetic_ablation.png)" \
+        in markdown
     assert "| Total duration (years) | 212.09 | 50.64 | 3.76 | 0.78 | 5.94 | 86.80 | 4.75e-07 (0.00417 h) |" in markdown
     assert 'FVD features: `{"kind": "random"}`.' in markdown
     for name in results["charts"]:
-        assert f"![Elo gain over the lowest arm]({name})" in markdown
+        assert f"]({name})" in markdown
         with Image.open(tmp_path / name) as image:
             assert image.size == (1000, 520)
+
+
+def test_tables_are_also_written_as_images_with_our_rows_shaded(runs_root, tmp_path):
+    runs = load_runs([runs_root / "ucf", runs_root / "mv"])
+    results, markdown = build_report(runs, [], tmp_path)
+    assert results["table_images"] == ["table2.png", "table3.png", "table1.png"]
+    for name in results["table_images"]:
+        assert f"As an image: [{name}]({name})" in markdown
+    with Image.open(tmp_path / "table2.png") as image:
+        pixels = image.convert("RGB")
+        width, height = pixels.size
+        colours = {pixels.getpixel((20, y)) for y in range(height)}
+    assert width > 600 and height > 200
+    assert (255, 243, 196) in colours, "our row is shaded"
+    (tmp_path / "alone").mkdir()
+    alone, _ = build_report([], [], tmp_path / "alone")
+    with Image.open(tmp_path / "alone" / "table2.png") as image:
+        assert (255, 243, 196) not in {image.convert("RGB").getpixel((20, y)) for y in range(image.size[1])}
+    assert alone["table_images"] == ["table2.png", "table3.png", "table1.png"]
+
+
+def test_ablation_elo_chart_shows_gains_over_the_lowest_arm(runs_root):
+    from lightning_svd.reporting.tables import ablation_elo
+
+    run = load_runs([runs_root / "ablation"])[0]
+    elo = ablation_elo(run)
+    assert elo["arms"] == ["keep all", "drop 25%"]
+    assert elo["rankings"]["aggregate"]["arms"] == {"keep all": {"elo_gain": 4.0}, "drop 25%": {"elo_gain": 0.0}}
+    unrated = json.loads((runs_root / "ablation" / "results.json").read_text())
+    for arm in unrated["arms"]:
+        arm.pop("elo")
+    assert ablation_elo(load_runs([write_run(runs_root, "unrated", unrated)])[0]) is None
 
 
 def test_report_without_runs_shows_the_paper_alone(tmp_path):
@@ -154,6 +188,17 @@ def test_report_task_writes_results(runs_root, tmp_path):
     assert "| **tiny t2v** |" in (tmp_path / "out" / "results.md").read_text()
     assert (tmp_path / "out" / written["charts"][0]).is_file()
     assert any((tmp_path / "out" / "tensorboard").iterdir())
+
+
+def test_report_task_takes_one_run_dir_without_brackets(runs_root, tmp_path):
+    cfg = load_config("report", "tiny", [f"runs={runs_root / 'mv'}", f"run_dir={tmp_path / 'out'}"])
+    ctx = create_run(cfg)
+    try:
+        results = report_task.run(cfg, ctx)
+    finally:
+        ctx.close()
+    assert [r["run_dir"] for r in results["runs"]] == [str(runs_root / "mv")]
+    assert results["table3"]["ours"][0]["psnr"] == 12.5
 
 
 def test_report_task_rejects_bad_runs_value(tmp_path):
