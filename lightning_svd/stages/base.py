@@ -133,7 +133,7 @@ class DiffusionStage(L.LightningModule):
         """Inner edges of `buckets` equally likely ln-sigma ranges under the training noise distribution."""
         generator = torch.Generator().manual_seed(0)
         sigmas = self.diffusion.loss.noise_distribution(SIGMA_BUCKET_DRAWS, 1, device="cpu", generator=generator)
-        probabilities = torch.arange(1, buckets) / buckets
+        probabilities = torch.arange(1, buckets, device="cpu") / buckets
         return torch.quantile(sigmas.log().double(), probabilities.double()).float()
 
     # --- training ---------------------------------------------------------------------------------------------
