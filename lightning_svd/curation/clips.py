@@ -24,6 +24,11 @@ class ClipSpan:
         """First, middle and last frame: the frames the paper scores for OCR, CLIP and aesthetics."""
         return self.start_frame, (self.start_frame + self.end_frame - 1) // 2, self.end_frame - 1
 
+    def frames_across(self, count: int) -> list[int]:
+        """`count` frames at the centres of equal parts of the clip (fewer when the clip is shorter)."""
+        count = max(1, min(count, self.num_frames))
+        return sorted({self.start_frame + (2 * k + 1) * self.num_frames // (2 * count) for k in range(count)})
+
 
 @dataclass(frozen=True)
 class ClipPolicy:

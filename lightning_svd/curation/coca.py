@@ -33,6 +33,10 @@ class CocaCaptioner:
         tokenizer = open_clip.get_tokenizer(model)
         self.start, self.end = tokenizer.sot_token_id, tokenizer.eot_token_id
         self.device, self.max_tokens = device, max_tokens
+        self.model_name, self.weights = model, weights
+
+    def describe(self) -> str:
+        return f"open_clip:{self.model_name} (CoCa, middle frame) weights={self.weights}"
 
     @torch.inference_mode()
     def captions(self, frames: list[np.ndarray]) -> list[str]:

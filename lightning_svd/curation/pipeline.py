@@ -3,7 +3,7 @@
 Every stage is a pure function of the video and the `curation` config, so the local and Ray engines run the same
 `VideoCurator.curate` and get the same rows. The video is decoded twice at most: once at the analysis size (every
 frame, for the cuts and the Farneback flow) and once for the few full-size frames the frame scorers share (first,
-middle and last frame of every clip for OCR, aesthetics and CLIP; RAFT's samples when RAFT is on).
+middle and last frame of every clip for OCR, aesthetics, CLIP and CoCa; VideoBLIP's and RAFT's frames when on).
 """
 
 import time
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .aesthetic import ClassicQuality
-from .captions import SidecarCaptioner
+from .caption_stage import CaptionStage
 from .clips import ClipPolicy, ClipSpan, clip_id, error_id
 from .cuts import CutCascade
 from .motion import build_flow
@@ -25,10 +25,10 @@ from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_v
 
 
 def uses_torch(cfg: dict) -> bool:
-    """Whether a curator built from `cfg` runs torch models (CLIP, the LAION head, RAFT, CoCa)."""
-    coca = (cfg["captions"].get("coca") or {}).get("enabled", False)
+    """Whether a curator built from `cfg` runs torch models (CLIP, the LAION head, RAFT, model captioners)."""
+    captioners = any((cfg["captions"].get(name) or {}).get("enabled", False) for name in ("coca", "vblip", "llm"))
     return (bool(cfg["clip"]["enabled"]) or cfg["aesthetic"]["backend"] == "laion" or cfg["flow"]["backend"] == "raft"
-            or bool(coca))
+            or captioners)
 
 
 @dataclass
@@ -74,12 +74,7 @@ class VideoCurator:
         self.classic = ClassicQuality(**dict(aesthetic.get("classic") or {}))
         self.classic_excludes_text = (self.aesthetic_backend == "classic" and bool(aesthetic.get("exclude_text", True))
                                       and self.ocr is not None)
-        self.sidecar = SidecarCaptioner() if cfg["captions"]["sidecar"]["enabled"] else None
-        self.coca_cfg = dict(cfg["captions"].get("coca") or {})
-        if self.coca_cfg.get("enabled") and not self.coca_cfg.get("weights"):
-            raise ValueError("curation.captions.coca.weights: CoCa needs a local checkpoint; set it or turn "
-                             "curation.captions.coca.enabled off")
-        self._coca = None
+        self.captioners = CaptionStage(cfg["captions"])
         self.split_mode = cfg["split"]["mode"]
         if self.split_mode not in ("none", *SPLITTERS):
             raise ValueError(f"curation.split.mode must be none, copy or reencode, got {self.split_mode!r}")
@@ -90,7 +85,7 @@ class VideoCurator:
             "flow_score": config_hash(cfg["flow"]),
             "ocr_area": config_hash(cfg["ocr"]),
             "aesthetic_score": config_hash(self._aesthetic_inputs()),
-            "clip_score": config_hash(cfg["clip"]),
+            "clip_score": config_hash({"clip": cfg["clip"], "captions": cfg["captions"]}),
         }
 
     def _aesthetic_inputs(self) -> dict:
@@ -115,15 +110,6 @@ class VideoCurator:
             self._clip_encoder = ClipEncoder(clip["model"], clip.get("weights"), clip.get("device", "cpu"),
                                              clip.get("config_file"))
         return self._clip_encoder
-
-    def coca(self):
-        if self._coca is None:
-            from .coca import CocaCaptioner
-
-            c = self.coca_cfg
-            self._coca = CocaCaptioner(c["model"], c["weights"], c.get("device", "cpu"), c.get("config_file"),
-                                       int(c.get("max_tokens", 30)))
-        return self._coca
 
     def laion(self):
         if self._laion is None:
@@ -199,16 +185,11 @@ class VideoCurator:
             full = self._full_frames(info, spans)
         rows = [self._base_row(info, span) for span in spans]
         with _Timer(seconds, "captions"):
-            if self.sidecar is not None:
-                captions = self.sidecar.captions(video_path, [(s.start_frame, s.end_frame) for s in spans], info.fps)
-                for row, caption in zip(rows, captions):
-                    row["caption_sidecar"] = caption
-            if self.coca_cfg.get("enabled"):
-                middles = [full[span.key_frames()[1]] for span in spans]
-                for row, caption in zip(rows, self.coca().captions(middles)):
-                    row["caption_coca"] = caption
-            for row in rows:
-                row["caption"] = next((row.get(c) for c in self.cfg["clip"]["caption_columns"] if row.get(c)), None)
+            self.captioners.fill(rows, spans, full, video_path, info.fps)
+            caption_sources = [next((c for c in self.cfg["clip"]["caption_columns"] if row.get(c)), None)
+                               for row in rows]
+            for row, source in zip(rows, caption_sources):
+                row["caption"] = row[source] if source else None
         with _Timer(seconds, "flow"):
             if self.flow is not None:
                 source = full if self.flow.full_resolution else frames
@@ -237,10 +218,12 @@ class VideoCurator:
                 if row.get(score) is not None:
                     row[f"{score}_config"] = self.stage_hashes[score]
         models = self.describe_models()
-        for row in rows:
+        for row, source in zip(rows, caption_sources):
             for score, text in models.items():
                 if row.get(score) is not None:
                     row[f"{score}_model"] = text
+            if row.get("clip_score") is not None and "random weights" in (row.get(f"{source}_model") or ""):
+                row["clip_score_model"] += f"; scored against {source} from random weights"
         return VideoResult(video_path, rows, cut_records, seconds)
 
     def _base_row(self, info, span: ClipSpan) -> dict:
@@ -254,6 +237,7 @@ class VideoCurator:
 
     def _full_frames(self, info, spans: list[ClipSpan]) -> dict[int, np.ndarray]:
         wanted = {i for span in spans for i in span.key_frames()}
+        wanted.update(i for span in spans for i in self.captioners.frames_needed(span))
         if self.flow is not None and self.flow.full_resolution:
             for span in spans:
                 wanted.update(self.flow.frames_needed(span.start_frame, span.end_frame, info.fps))

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageFont
 
-from .table import SCORE_COLUMNS
+from .table import CAPTION_COLUMNS, SCORE_COLUMNS
 
 
 def score_values(table: pa.Table) -> dict[str, np.ndarray]:
@@ -23,7 +23,9 @@ def score_values(table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def models_used(table: pa.Table) -> dict[str, list[str]]:
-    return {name: sorted({m for m in table.column(f"{name}_model").to_pylist() if m}) for name in SCORE_COLUMNS}
+    """What produced each score and caption column (`<column>_model`), distinct values."""
+    return {name: sorted({m for m in table.column(f"{name}_model").to_pylist() if m})
+            for name in (*SCORE_COLUMNS, *CAPTION_COLUMNS)}
 
 
 def summarize(table: pa.Table, markers: list[dict]) -> dict:
@@ -48,6 +50,9 @@ def summarize(table: pa.Table, markers: list[dict]) -> dict:
         "clips": sum(s == "ok" for s in status),
         "shards": len(markers),
     }
+    for name in CAPTION_COLUMNS:
+        counts[f"clips_with_{name}"] = sum(s == "ok" and c is not None
+                                           for s, c in zip(status, table.column(name).to_pylist()))
     scores = {}
     for name, values in score_values(table).items():
         counts[f"clips_with_{name}"] = int(len(values))
@@ -105,6 +110,10 @@ def render_markdown(report: dict) -> str:
         else:
             lines.append(f"| {name} | | | | {models} |")
     lines += ["", "![score histograms](score_histograms.png)"]
+    lines += ["", "## Captions", "", "| caption | clips | produced by |", "|---|---|---|"]
+    for name in CAPTION_COLUMNS:
+        models = "; ".join(report["models"].get(name, [])) or "off"
+        lines.append(f"| {name} | {counts.get(f'clips_with_{name}', 0)} | {models} |")
     if report.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     if report.get("quality"):

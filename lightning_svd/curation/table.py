@@ -42,6 +42,7 @@ SCHEMA = pa.schema([
     ("error", pa.string()),
     *[(f"{name}_config", pa.string()) for name in SCORE_COLUMNS],
     *[(f"{name}_model", pa.string()) for name in SCORE_COLUMNS],
+    *[(f"{name}_model", pa.string()) for name in CAPTION_COLUMNS],
     ("clip_path", pa.string()),
 ])
 
@@ -52,6 +53,7 @@ COLUMN_NOTES = {
     "ocr_area": "fraction of the frame covered by detected text boxes, aggregated over first/middle/last frames",
     "flow_score": "mean optical-flow magnitude; units in flow_score_model",
     "*_config": "hash of the configuration of the stage that produced the score",
+    "*_model": "what produced the score or caption (model, weights; 'random weights' where they were random)",
     "clip_path": "the physical clip file when curation.split.mode is not none, else null",
 }
 
