@@ -74,6 +74,7 @@ class Arm:
     removed_fraction: float
     threshold: float | None  # the worst score still kept (None for the arm that removes nothing)
     table: pa.Table
+    proxy_overrides: tuple[str, ...] = ()  # key=value strings over the proxy config: what else differs in the arm
 
     @property
     def num_clips(self) -> int:

@@ -206,6 +206,9 @@ class ClipDataModule(L.LightningDataModule):
         self.setup()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if len(self.dataset) // world < self.batch_size:
+            raise UserError(f"{self.table} has {len(self.dataset)} clips, fewer than a batch of {self.batch_size} "
+                            f"on each of {world} processes: lower train.data.batch_size or add clips")
         sampler = SeededSampler(len(self.dataset), self.seed, rank, world, samples_done=self.samples_done)
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                           drop_last=True, persistent_workers=self.num_workers > 0)

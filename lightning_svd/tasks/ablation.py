@@ -1,9 +1,10 @@
 """Task `ablation`: the paper's curation ablations end to end (section 3, `ablation.*` in defaults.yaml).
 
-curation (cached) -> held-out clean real clips -> random subset (the paper's LVD-10M) -> threshold arms for
-`ablation.criterion` -> per arm and seed: train the proxy (the `ablation.proxy_experiment` recipe) into
-`<run_dir>/arms/<arm>/seed<k>/`, sample the fixed prompts, FVD against the real clips -> one study pack of every
-arm's seed-0 samples under `<run_dir>/study/` -> results.json / results.md, HParams per arm, a plot.
+curation (cached) -> held-out clean real clips -> random subset (the paper's LVD-10M) -> the arms of
+`ablation.criterion` (threshold arms per score, curated vs uncurated, caption sources, image init) -> per arm and
+seed: train the proxy (the `ablation.proxy_experiment` recipe) into `<run_dir>/arms/<arm>/seed<k>/`, sample the
+fixed prompts, FVD against the real clips -> one study pack of every arm's seed-0 samples under
+`<run_dir>/study/` -> results.json / results.md, HParams per arm, a plot.
 
 Resume: run again with `run_dir=<the interrupted run>`; an arm-seed with a `done.json` is not retrained, one
 without resumes from its `checkpoints/last.ckpt`. Where `<run_dir>/study/votes.sqlite` holds votes, their Elo
@@ -35,6 +36,12 @@ from lightning_svd.ablation.summary import (
     write_hparams,
     write_plot,
 )
+from lightning_svd.ablation.variants import (
+    IMAGE_PRETRAINING,
+    caption_arms,
+    image_init_arms,
+    pretrained_image_model,
+)
 from lightning_svd.config import check_required_paths, load_config
 from lightning_svd.errors import UserError
 from lightning_svd.run_context import RunContext
@@ -44,29 +51,34 @@ SAMPLES = "samples.npy"
 PLOT = "ablation.png"
 
 
-def proxy_config(cfg, table: Path, seed: int, run_dir: Path):
-    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides`, the
-    arm's table."""
+def proxy_config(cfg, table: Path, seed: int, run_dir: Path, arm_overrides=()):
+    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides`, what
+    the arm changes, the arm's table."""
     section = cfg.ablation
-    proxy = load_config(section.proxy_experiment, cfg.profile, list(section.proxy_overrides), check_paths=False)
+    overrides = [*section.proxy_overrides, *arm_overrides]
+    proxy = load_config(section.proxy_experiment, cfg.profile, overrides, check_paths=False)
     proxy.train.data.table, proxy.seed, proxy.run_dir = str(table), seed, str(run_dir)
     proxy.cache_dir, proxy.resume = cfg.cache_dir, True
     if cfg.profile == "paper":
+        if proxy.init_from is None and "init_from" in proxy.requires_paths:
+            proxy.requires_paths = [key for key in proxy.requires_paths if key != "init_from"]  # random init arm
         check_required_paths(proxy)
     return proxy
 
 
-def train_and_evaluate(cfg, ctx, arm_name: str, table: Path, seed: int, prompts, evaluator) -> dict:
+def train_and_evaluate(cfg, ctx, arm, table: Path, seed: int, prompts, evaluator) -> dict:
     """Train one arm's proxy for one seed, sample it and measure FVD; the done marker makes this run once."""
     from lightning_svd.stages import load_stage
     from lightning_svd.tasks import train
 
+    arm_name = arm.name
     out = Path(ctx.run_dir) / "arms" / arm_name / f"seed{seed}"
     if (out / DONE).is_file():
         ctx.log.info(f"{arm_name} seed {seed}: done before, not retrained")
         return json.loads((out / DONE).read_text())
     out.mkdir(parents=True, exist_ok=True)
-    proxy = proxy_config(cfg, table, seed, out)
+    proxy = proxy_config(cfg, table, seed, out, arm.proxy_overrides)
+    OmegaConf.save(proxy, out / "config.yaml", resolve=True)
     ctx.log.info(f"{arm_name} seed {seed}: training {proxy.trainer.max_steps} steps -> {out}")
     trained = train.run(proxy, RunContext(out, ctx.log))
     sampling = cfg.ablation.sampling
@@ -124,6 +136,26 @@ def check_section(section) -> None:
         raise UserError("ablation.removed_fractions must list at least one fraction, e.g. [0.0, 0.125, 0.25, 0.5]")
 
 
+ORDERINGS = {"curation": "From the uncurated to the curated arm",
+             "captions": "Across the caption sources (in ablation.captions.sources order)",
+             "image_init": "From random to image-pretrained spatial layers"}
+
+
+def build_arms(cfg, ctx, subset, seed: int) -> list:
+    """The arms of `ablation.criterion`: threshold arms per score, curated vs uncurated, caption sources, or
+    random vs image-pretrained spatial layers."""
+    section = cfg.ablation
+    criterion = str(section.criterion)
+    if criterion == "curation":
+        return curation_arms(subset, int(section.subset.seed))
+    if criterion == "captions":
+        return caption_arms(subset, [str(s) for s in section.captions.sources])
+    if criterion == "image_init":
+        table = write_arm_table(subset, Path(ctx.run_dir) / IMAGE_PRETRAINING / "clips.parquet")
+        return image_init_arms(subset, pretrained_image_model(cfg, ctx, table, seed))
+    return threshold_arms(subset, criterion, list(section.removed_fractions), int(section.subset.seed))
+
+
 def run(cfg, ctx) -> dict:
     check_section(cfg.ablation)
     threads = torch.get_num_threads()
@@ -148,11 +180,7 @@ def run_arms(cfg, ctx) -> dict:
                           int(held.max_clips), frames, truth)
     subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
                            fraction=section.subset.fraction)
-    if section.criterion == "curation":
-        arms = curation_arms(subset, int(section.subset.seed))
-    else:
-        arms = threshold_arms(subset, str(section.criterion), list(section.removed_fractions),
-                              int(section.subset.seed))
+    arms = build_arms(cfg, ctx, subset, seeds[0])
     prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
     ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
                  f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
@@ -166,7 +194,7 @@ def run_arms(cfg, ctx) -> dict:
     entries = []
     for arm in arms:
         arm_table = write_arm_table(arm.table, Path(ctx.run_dir) / "arms" / arm.name / "clips.parquet")
-        records = [train_and_evaluate(cfg, ctx, arm.name, arm_table, seed, prompts, evaluator) for seed in seeds]
+        records = [train_and_evaluate(cfg, ctx, arm, arm_table, seed, prompts, evaluator) for seed in seeds]
         entries.append(arm_entry(arm, records, truth.degraded_share(arm.table)))
     pack = write_study_pack(Path(ctx.run_dir), [a.name for a in arms], prompts, seeds[0],
                             int(section.sampling.fps)) if section.study.enabled else None
@@ -181,8 +209,7 @@ def run_arms(cfg, ctx) -> dict:
                                                           / SAMPLES)) for a in arms}
         for entry in entries:
             entry["sample_frame_difference"] = sample_change[entry["name"]]
-    ordering = ("From the uncurated to the curated arm" if section.criterion == "curation"
-                else "As the removed fraction grows")
+    ordering = ORDERINGS.get(str(section.criterion), "As the removed fraction grows")
     notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")

@@ -144,3 +144,11 @@ def test_a_dataset_that_comes_captioned_trains_on_its_sidecar_captions():
     assert {sampler(row, rng) for _ in range(50)} == {"s"}
     with pytest.raises(UserError, match="sidecar"):
         CaptionSampler({"blip": 1.0})
+
+
+def test_a_table_smaller_than_one_batch_is_an_error_not_zero_steps(table, tmp_path):
+    _, rows = table
+    three = tmp_path / "three.parquet"
+    pq.write_table(pa.Table.from_pylist(rows[:3]), three)
+    with pytest.raises(UserError, match="3 clips, fewer than a batch of 4"):
+        module(three, rows, batch_size=4).train_dataloader()

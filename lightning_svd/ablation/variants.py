@@ -1,0 +1,76 @@
+"""Arms that keep the clips and change the training: the caption ablation and the image-pretraining ablation.
+
+- Captions (paper E.2.2, CoCa vs VideoBLIP vs LLM): every arm trains on the whole subset, each with captions from
+  one source only. A source no clip has is an error, not an arm that silently trains unconditionally.
+- Image init (paper Fig. 3a): the same proxy with spatial layers from an image-pretrained model against random
+  spatial layers. The image model is an image-only run of the proxy recipe (SD 2.1's discrete v-prediction) on the
+  subset's frames, or a given checkpoint (the paper profile: SD 2.1 converted to a stage checkpoint).
+"""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+from omegaconf import OmegaConf
+
+from data_modules.arms import Arm
+from data_modules.clips import CAPTION_COLUMNS
+from lightning_svd.errors import UserError
+
+NO_CAPTION = "none"  # the control arm: empty captions, so the proxy trains unconditionally
+IMAGE_PRETRAINING = "image_pretraining"
+
+
+def caption_arms(table: pa.Table, sources: list[str]) -> list[Arm]:
+    """One arm per caption source, each sampling captions from that source alone."""
+    valid = [*CAPTION_COLUMNS, NO_CAPTION]
+    arms = []
+    for source in sources:
+        if source not in valid:
+            raise UserError(f"unknown caption source {source!r} in ablation.captions.sources; valid: {valid}")
+        if source != NO_CAPTION:
+            column = CAPTION_COLUMNS[source]
+            if column not in table.column_names or table[column].null_count == table.num_rows:
+                raise UserError(f"no clip has a {source} caption (column {column}): curate with that captioner "
+                                "configured (see curation.captions), or drop it from ablation.captions.sources")
+        chosen = tuple(f"train.data.caption_probabilities.{name}={1.0 if name == source else 0.0}"
+                       for name in CAPTION_COLUMNS)
+        arms.append(Arm(f"captions_{source}", "captions", 0.0, None, table, chosen))
+    return arms
+
+
+def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
+    """Random spatial layers first, then the image-pretrained ones, on the same clips."""
+    return [Arm("image_init_off", "image_init", 0.0, None, table, ("init_from=null",)),
+            Arm("image_init_on", "image_init", 0.0, None, table, (f"init_from={image_checkpoint}",))]
+
+
+def pretrained_image_model(cfg, ctx, table: Path, seed: int) -> str:
+    """`ablation.image_init.checkpoint`, or an image-only proxy trained once on `table` (resumed if interrupted)."""
+    from lightning_svd.config import load_config
+    from lightning_svd.run_context import RunContext
+    from lightning_svd.tasks import train
+
+    section = cfg.ablation.image_init
+    if section.checkpoint:
+        path = Path(str(section.checkpoint)).expanduser()
+        if not path.exists():
+            raise UserError(f"ablation.image_init.checkpoint {path} not found; give an image-stage checkpoint or "
+                            "null to pretrain one on the subset")
+        return str(path)
+    out = Path(ctx.run_dir) / IMAGE_PRETRAINING
+    done = out / "done.json"
+    if done.is_file():
+        return json.loads(done.read_text())["checkpoint"]
+    overrides = [*cfg.ablation.proxy_overrides, *section.pretrain_overrides]
+    image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
+    image.train.data.table, image.seed, image.run_dir = str(table), seed, str(out)
+    image.cache_dir, image.resume = cfg.cache_dir, True
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(image, out / "config.yaml", resolve=True)
+    ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy -> {out}")
+    trained = train.run(image, RunContext(out, ctx.log))
+    partial = out / ".done.json.partial"
+    partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"]}))
+    partial.replace(done)
+    return trained["checkpoint"]

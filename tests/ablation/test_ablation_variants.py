@@ -1,0 +1,73 @@
+"""Arms that change the training rather than the clips: caption sources and image-pretrained spatial layers."""
+
+import json
+
+import pyarrow as pa
+import pytest
+import torch
+from test_ablation_task import OVERRIDES, TWO_STEPS
+
+from lightning_svd.ablation.variants import caption_arms
+from lightning_svd.config import load_config
+from lightning_svd.errors import UserError
+from lightning_svd.run_context import create_run
+from lightning_svd.tasks import ablation
+
+ONE_SEED = ["ablation.seeds=[0]", "ablation.study.enabled=false"]
+
+
+def clips(**captions) -> pa.Table:
+    return pa.table({"clip_id": ["a", "b"], "status": ["ok", "ok"], **captions})
+
+
+def test_each_caption_arm_draws_from_its_source_alone():
+    table = clips(caption_coca=["c1", "c2"], caption_sidecar=["s1", "s2"])
+    arms = caption_arms(table, ["coca", "sidecar", "none"])
+    assert [a.name for a in arms] == ["captions_coca", "captions_sidecar", "captions_none"]
+    assert all(a.num_clips == 2 and a.removed_fraction == 0.0 for a in arms)
+    assert "train.data.caption_probabilities.coca=1.0" in arms[0].proxy_overrides
+    assert "train.data.caption_probabilities.sidecar=0.0" in arms[0].proxy_overrides
+    assert all(o.endswith("=0.0") for o in arms[2].proxy_overrides)
+
+
+def test_a_caption_source_no_clip_has_is_an_error_naming_the_captioner():
+    with pytest.raises(UserError, match="no clip has a vblip caption"):
+        caption_arms(clips(caption_coca=["c1", "c2"], caption_vblip=[None, None]), ["coca", "vblip"])
+    with pytest.raises(UserError, match="unknown caption source 'blip'"):
+        caption_arms(clips(caption_coca=["c1", "c2"]), ["blip"])
+
+
+def run_variant(experiment: str, run_dir) -> dict:
+    cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *OVERRIDES, *ONE_SEED])
+    cfg.ablation.proxy_overrides.extend(TWO_STEPS)
+    ctx = create_run(cfg)
+    try:
+        return ablation.run(cfg, ctx)
+    finally:
+        ctx.close()
+
+
+def test_caption_ablation_trains_with_and_without_the_corpus_captions(tmp_path):
+    results = run_variant("ablation_captions", tmp_path / "run")
+    assert results["criterion"] == "captions"
+    assert [a["name"] for a in results["arms"]] == ["captions_sidecar", "captions_none"]
+    for arm in results["arms"]:
+        config = (tmp_path / "run" / "arms" / arm["name"] / "seed0" / "config.yaml").read_text()
+        source = arm["name"].removeprefix("captions_")
+        assert f"{source}: 1.0" in config or source == "none"
+        assert arm["train_steps"] == 2 and arm["fvd"] is not None
+    assert "Across the caption sources" in results["notes"]
+
+
+def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
+    run_dir = tmp_path / "run"
+    results = run_variant("ablation_image_init", run_dir)
+    assert [a["name"] for a in results["arms"]] == ["image_init_off", "image_init_on"]
+    image = json.loads((run_dir / "image_pretraining" / "done.json").read_text())
+    assert image["steps"] == 2
+    runs = {a["name"]: json.loads((run_dir / "arms" / a["name"] / "seed0" / "results.json").read_text())
+            for a in results["arms"]}
+    assert runs["image_init_on"]["init_from"] == image["checkpoint"] and runs["image_init_off"]["init_from"] is None
+    pretrained = torch.load(image["checkpoint"], weights_only=False)["hyper_parameters"]["stage"]
+    assert pretrained["name"] == "image" and pretrained["num_frames"] == 1
+    assert "From random to image-pretrained spatial layers" in results["notes"]
