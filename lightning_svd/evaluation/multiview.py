@@ -204,15 +204,11 @@ class MultiViewMetrics(Metric):
                 "comparable": not reasons, "reason": "; ".join(reasons) or None}
 
 
-def read_orbit(folder: str | Path, num_views: int = NUM_VIEWS, background: int = 255) -> torch.Tensor:
-    """The views of one orbit, image files sorted by name, as uint8 (V, 3, H, W); transparent pixels are
-    composited onto a grey level `background` (white by default, as object renders are usually shown)."""
+def read_views(files: list[Path], background: int = 255) -> torch.Tensor:
+    """Image files as uint8 (V, 3, H, W), all of one size; transparent pixels are composited onto a grey level
+    `background` (white by default, as object renders are usually shown)."""
     from PIL import Image
 
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if len(files) != num_views:
-        raise UserError(f"{folder}: expected {num_views} view images ({'/'.join(IMAGE_SUFFIXES)}), found {len(files)}")
     views = []
     for path in files:
         with Image.open(path) as image:
@@ -220,6 +216,17 @@ def read_orbit(folder: str | Path, num_views: int = NUM_VIEWS, background: int =
         alpha = rgba[..., 3:] / 255.0
         rgb = rgba[..., :3] * alpha + background * (1.0 - alpha)
         views.append(torch.from_numpy(np.round(rgb).astype(np.uint8)).permute(2, 0, 1))
-    if len({tuple(v.shape) for v in views}) != 1:
-        raise UserError(f"{folder}: views differ in size ({sorted({tuple(v.shape) for v in views})})")
+    sizes = sorted({tuple(v.shape[1:]) for v in views})
+    if len(sizes) != 1:
+        raise UserError(f"{Path(files[0]).parent}: views differ in size ({sizes}); render every view at one size")
     return torch.stack(views)
+
+
+def read_orbit(folder: str | Path, num_views: int = NUM_VIEWS, background: int = 255) -> torch.Tensor:
+    """The views of an orbit folder without a camera file: exactly `num_views` images, in name order (= azimuth
+    order), as uint8 (V, 3, H, W)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if len(files) != num_views:
+        raise UserError(f"{folder}: expected {num_views} view images ({'/'.join(IMAGE_SUFFIXES)}), found {len(files)}")
+    return read_views(files, background)

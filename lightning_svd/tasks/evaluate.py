@@ -4,29 +4,33 @@
 - `ucf101` (experiment eval_ucf101): a text stage generates the protocol's samples (per-class counts, raw class
   name, 16 frames, guidance 7, 320x576, resize 240x432, crop 240x320) and FVD compares their features with the
   real clips'; which clips and frames were used is written to `real_clips.json`.
-- `multiview` (experiment eval_multiview): an image-to-video stage turns view 0 of each ground-truth orbit into
-  21 frames, scored with PSNR, LPIPS and CLIP-S against the orbit's views.
+- `multiview` (experiment eval_multiview): a multiview (SVD-MV) stage turns view 0 of each ground-truth orbit into
+  21 frames at the orbit's cameras (an image-to-video stage, without cameras, also works), scored with PSNR,
+  LPIPS and CLIP-S against the orbit's views.
 
 Results follow `lightning_svd.reporting.runs`, so `experiment=report` renders them beside the paper's rows.
-The tiny profile runs both on synthetic sets made here (cached under `cache_dir`), with a random-init stage
-when no checkpoint is given; every such result is labelled not comparable and says why.
+The tiny profile runs both on synthetic sets (cached under `cache_dir`: a UCF-101-shaped tree of corpus scenes
+made here, and held-out objects of the synthetic orbit set), with a random-init stage when no checkpoint is
+given; every such result is labelled not comparable and says why.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from PIL import Image
 
 from callbacks import extractor_from_section
+from data_modules.multiview import CAMERA_FILE, read_cameras, view_indices
 from lightning_svd.errors import UserError
 from lightning_svd.evaluation.fvd import FrechetVideoDistance, RealStatisticsCache
 from lightning_svd.evaluation.multiview import (
@@ -35,6 +39,7 @@ from lightning_svd.evaluation.multiview import (
     CLIPImageSimilarity,
     MultiViewMetrics,
     read_orbit,
+    read_views,
 )
 from lightning_svd.evaluation.ucf101 import (
     UCF101Index,
@@ -44,6 +49,7 @@ from lightning_svd.evaluation.ucf101 import (
     preprocess_generated,
 )
 from lightning_svd.stages import STAGES, load_stage, resolve_checkpoint
+from lightning_svd.synthetic.orbits import OrbitSpec, ensure_orbits
 from lightning_svd.synthetic.scenes import SceneRenderer, random_scene
 from lightning_svd.video import write_video
 
@@ -81,8 +87,9 @@ def _spec_folder(cache_dir, kind: str, spec: dict) -> Path:
 # --- the model ------------------------------------------------------------------------------------------------
 
 
-def evaluated_stage(cfg, height: int, width: int, expected: tuple[str, ...]):
-    """The checkpoint's stage, or (tiny profile only) a random-init stage from `train` at the protocol's size."""
+def evaluated_stage(cfg, height: int, width: int, expected: tuple[str, ...], size_keys: str):
+    """The checkpoint's stage, or (tiny profile only) a random-init stage from `train` at the protocol's size.
+    `size_keys` names the config keys that set the protocol's size, for the message when the checkpoint's differs."""
     if cfg.model.checkpoint:
         checkpoint = resolve_checkpoint(cfg.model.checkpoint)
         stage = load_stage(checkpoint, _device())
@@ -99,8 +106,8 @@ def evaluated_stage(cfg, height: int, width: int, expected: tuple[str, ...]):
         raise UserError(f"{cfg.experiment} evaluates a {' or '.join(expected)} stage; {label} is a {name} stage")
     size = (int(stage.hparams.stage["height"]), int(stage.hparams.stage["width"]))
     if size != (height, width):
-        raise UserError(f"{label} generates {size[0]}x{size[1]}, the protocol needs {height}x{width}; "
-                        "give a checkpoint trained at that size or change the protocol size (not comparable)")
+        raise UserError(f"{label} generates {size[0]}x{size[1]}, the protocol needs {height}x{width}; give a "
+                        f"checkpoint trained at that size or set {size_keys} (then not comparable)")
     return stage.eval(), str(cfg.evaluation.label or label), reasons
 
 
@@ -164,7 +171,9 @@ def evaluate_ucf101(cfg, ctx) -> dict:
                         f"(e.g. {missing[0]})")
     protocol = UCF101Protocol(**OmegaConf.to_container(cfg.ucf101, resolve=True), seed=int(cfg.seed))
     plan = make_plan(index, protocol)
-    stage, label, model_reasons = evaluated_stage(cfg, *protocol.generate_size, expected=("text_to_video",))
+    stage, label, model_reasons = evaluated_stage(
+        cfg, *protocol.generate_size, expected=("text_to_video",),
+        size_keys="ucf101.generate_size=[H,W] with ucf101.resize_size and ucf101.crop_size to match")
     guider = stage.diffusion.guider
     if not hasattr(guider, "scale") or hasattr(guider, "max_scale"):
         raise UserError(f"the UCF-101 protocol needs one classifier-free guidance scale; {label} samples with "
@@ -205,55 +214,37 @@ def evaluate_ucf101(cfg, ctx) -> dict:
             "real_clips": "real_clips.json", "samples": "samples.json"}
 
 
-# --- multi-view -----------------------------------------------------------------------------------------------
+# --- multi-view ---------------------------------------------------------------------------------------------
 
 
-def _box_view(size: int, extent: np.ndarray, colors: np.ndarray, azimuth_deg: float,
-              elevation_deg: float) -> np.ndarray:
-    """RGBA (size, size, 4) uint8: an orthographic, Lambert-shaded box with one colour per face, seen from an
-    azimuth around the vertical axis; transparent where no face is hit."""
-    az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
-    forward = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
-    right = np.array([np.cos(az), 0.0, -np.sin(az)])
-    up = np.cross(forward, right)
-    v, u = np.mgrid[1:-1:size * 1j, -1:1:size * 1j]
-    origins = (u[..., None] * right + v[..., None] * up) * 1.1 + 3.0 * forward
-    direction = -forward
-    with np.errstate(divide="ignore"):
-        inverse = 1.0 / np.where(direction == 0, 1e-12, direction)
-    t0, t1 = (-extent - origins) * inverse, (extent - origins) * inverse
-    near, far = np.minimum(t0, t1).max(axis=-1), np.maximum(t0, t1).min(axis=-1)
-    hit = (near <= far) & (far > 0)
-    axis = np.minimum(t0, t1).argmax(axis=-1)
-    points = origins + near[..., None] * direction
-    sign = np.sign(np.take_along_axis(points, axis[..., None], axis=-1)[..., 0])
-    face = axis * 2 + (sign > 0)
-    normal = np.zeros((*face.shape, 3))
-    np.put_along_axis(normal, axis[..., None], sign[..., None], axis=-1)
-    light = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
-    shade = 0.35 + 0.65 * np.clip(normal @ light, 0.0, 1.0)
-    rgb = colors[face] * shade[..., None]
-    rgba = np.concatenate([rgb, np.where(hit, 255.0, 0.0)[..., None]], axis=-1)
-    rgba[~hit, :3] = 0
-    return np.round(rgba).astype(np.uint8)
+@dataclass(frozen=True)
+class GroundTruthOrbit:
+    """One object's ground-truth views (uint8 (V, 3, H, W)) and their cameras, the first view conditioning."""
+
+    name: str
+    views: torch.Tensor
+    azimuth_rad: torch.Tensor | None   # (V,); None: evenly around the orbit (the stage's default)
+    polar_rad: torch.Tensor | None     # (V,); None: the stage's default elevation
+    cameras: str                       # where the cameras came from, for the results
 
 
-def synthetic_orbits(cache_dir, spec: dict) -> Path:
-    """Ground-truth orbits of coloured boxes: `num_objects` folders of 21 RGBA PNGs at azimuths 360 k / 21."""
-
-    def build(root: Path) -> None:
-        rng = np.random.default_rng(int(spec["seed"]))
-        for number in range(int(spec["num_objects"])):
-            extent = rng.uniform(0.3, 0.7, size=3)
-            colors = rng.uniform(40, 255, size=(6, 3))
-            folder = root / f"object_{number:03d}"
-            folder.mkdir()
-            for view in range(NUM_VIEWS):
-                image = _box_view(int(spec["size"]), extent, colors, 360.0 * view / NUM_VIEWS,
-                                  float(spec["elevation_deg"]))
-                Image.fromarray(image, "RGBA").save(folder / f"view_{view:02d}.png")
-
-    return _build_once(_spec_folder(cache_dir, "synthetic_orbits", spec), build)
+def load_orbit(folder: Path, background: int, elevation_deg: float | None) -> GroundTruthOrbit:
+    """An orbit folder in the suite's format (`cameras.json` + views, see lightning_svd/synthetic/orbits.py): 21
+    views evenly around its listed views, with their cameras. Without `cameras.json`: exactly 21 images in name
+    order, azimuths 360 k / 21 and the elevation `elevation_deg` (null = the stage's default)."""
+    if (folder / CAMERA_FILE).is_file():
+        listed = read_cameras(folder)
+        if len(listed) < NUM_VIEWS:
+            raise UserError(f"{folder / CAMERA_FILE} lists {len(listed)} views; the protocol needs {NUM_VIEWS}")
+        chosen = [listed[i] for i in view_indices(len(listed), NUM_VIEWS)]
+        return GroundTruthOrbit(folder.name, read_views([folder / str(v["file"]) for v in chosen], background),
+                                torch.tensor([float(v["azimuth_rad"]) for v in chosen]),
+                                torch.tensor([float(v["polar_rad"]) for v in chosen]), CAMERA_FILE)
+    azimuth = torch.arange(NUM_VIEWS) * 2 * math.pi / NUM_VIEWS
+    polar = None if elevation_deg is None else torch.full((NUM_VIEWS,), math.pi / 2 - math.radians(elevation_deg))
+    where = "stage default" if elevation_deg is None else f"{elevation_deg:g} deg"
+    return GroundTruthOrbit(folder.name, read_orbit(folder, NUM_VIEWS, background), azimuth, polar,
+                            f"name order, azimuth 360k/{NUM_VIEWS}, elevation {where}")
 
 
 def _resized(views: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -263,22 +254,47 @@ def _resized(views: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
+def generate_orbit(stage, orbit: GroundTruthOrbit, size: tuple[int, int], seed: int, steps: int | None,
+                   fps: float, motion_bucket_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(generated, ground truth), both uint8 (1, 21, 3, H, W): the stage turns view 0 into 21 frames. A multiview
+    (SVD-MV) stage gets the ground truth's cameras; an image-to-video stage its fps and motion bucket instead."""
+    truth = _resized(orbit.views, size)
+    first = truth[:1].float() / 127.5 - 1.0
+    inputs = {"images": first.to(stage.device), "seed": seed, "num_frames": NUM_VIEWS, "steps": steps}
+    if stage.hparams.stage["name"] == "multiview":
+        inputs["azimuth_rad"] = orbit.azimuth_rad[None] if orbit.azimuth_rad is not None else None
+        inputs["polar_rad"] = orbit.polar_rad[None] if orbit.polar_rad is not None else None
+    else:
+        inputs.update(fps=fps, motion_bucket_id=motion_bucket_id)
+    return stage.generate(**inputs).permute(0, 1, 4, 2, 3), truth[None]
+
+
+def fit_guider_to_frames(stage, num_frames: int) -> None:
+    """A per-frame guidance ramp (SVD's linear_frames) spans the frames generated, not the ones trained on."""
+    guider = stage.diffusion.guider
+    if hasattr(guider, "num_frames"):
+        guider.num_frames = num_frames
+
+
 def evaluate_multiview(cfg, ctx) -> dict:
     reasons = []
+    mv = cfg.multiview
     if cfg.data.multiview_root:
         root = Path(cfg.data.multiview_root).expanduser()
     elif cfg.profile == "tiny":
-        spec = OmegaConf.to_container(cfg.evaluation.synthetic_orbits, resolve=True)
-        root = synthetic_orbits(cfg.cache_dir, spec)
-        reasons.append(f"synthetic orbits ({spec['num_objects']} rendered boxes), not GSO")
+        spec = OrbitSpec.from_config({**OmegaConf.to_container(cfg.evaluation.synthetic_orbits, resolve=True),
+                                      "num_views": NUM_VIEWS})
+        root = ensure_orbits(spec, cfg.cache_dir)
+        reasons.append(f"synthetic orbits ({spec.num_objects} held-out objects, seed {spec.seed}), not GSO")
     else:
         raise UserError("set data.multiview_root=DIR (one folder of 21 view images per object)")
     objects = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not objects:
         raise UserError(f"no orbit folders under {root}; give data.multiview_root=DIR with one folder per object")
-    size = tuple(int(v) for v in cfg.multiview.size)
-    stage, label, model_reasons = evaluated_stage(cfg, *size, expected=("image_to_video",))
-    mv = cfg.multiview
+    size = tuple(int(v) for v in mv.size)
+    stage, label, model_reasons = evaluated_stage(cfg, *size, expected=("multiview", "image_to_video"),
+                                                  size_keys="multiview.size=[H,W]")
+    fit_guider_to_frames(stage, NUM_VIEWS)
     lpips = None
     if mv.lpips.backbone_weights and mv.lpips.head_weights:
         lpips = LPIPS(mv.lpips.net, mv.lpips.backbone_weights, mv.lpips.head_weights).to(_device())
@@ -286,21 +302,24 @@ def evaluate_multiview(cfg, ctx) -> dict:
     metric = MultiViewMetrics(lpips, clip.to(_device())).to(_device())
     if len(objects) != 50:
         reasons.append(f"{len(objects)} objects (the paper: 50 GSO objects)")
+    if size != (576, 576):
+        reasons.append(f"size={size[0]}x{size[1]} (paper: 576x576)")
+    cameras = {}
+    elevation = None if mv.elevation_deg is None else float(mv.elevation_deg)
     for number, folder in enumerate(objects):
-        truth = _resized(read_orbit(folder, background=int(mv.background)), size)
-        first = truth[:1].float() / 127.5 - 1.0
-        video = stage.generate(images=first.to(stage.device), seed=int(cfg.seed) + number, num_frames=NUM_VIEWS,
-                               steps=cfg.evaluation.steps, fps=float(mv.fps),
-                               motion_bucket_id=int(mv.motion_bucket_id))
-        metric.update(video.permute(0, 1, 4, 2, 3).to(_device()), truth[None].to(_device()))
+        orbit = load_orbit(folder, int(mv.background), elevation)
+        cameras[orbit.name] = orbit.cameras
+        generated, truth = generate_orbit(stage, orbit, size, int(cfg.seed) + number, cfg.evaluation.steps,
+                                          float(mv.fps), int(mv.motion_bucket_id))
+        metric.update(generated.to(_device()), truth.to(_device()))
     scores, labels, per_object = metric.compute(), metric.labels(), metric.per_object()
     all_reasons = [*reasons, *model_reasons, *([labels["reason"]] if labels["reason"] else [])]
-    return {"evaluation": "multiview", "model": label, **scores, "num_objects": len(objects),
-            "comparable": not all_reasons, "reason": "; ".join(all_reasons) or None,
+    return {"evaluation": "multiview", "model": label, "stage": stage.hparams.stage["name"], **scores,
+            "num_objects": len(objects), "comparable": not all_reasons, "reason": "; ".join(all_reasons) or None,
             "per_object": {folder.name: {score: values[i] for score, values in per_object.items() if values}
                            for i, folder in enumerate(objects)},
-            "lpips_network": labels["lpips_network"],
-            "clip_network": labels["clip_network"], "orbits_root": str(root), "size": list(size)}
+            "cameras": cameras, "lpips_network": labels["lpips_network"], "clip_network": labels["clip_network"],
+            "orbits_root": str(root), "size": list(size)}
 
 
 def _tiny_clip():
