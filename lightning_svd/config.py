@@ -125,6 +125,11 @@ def checked_value(key: str, node, value, raw: str):
     if isinstance(old, float):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string; Python reads it as a number
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise UserError(f"{key} expects a number, got '{raw}'")
     return value
 

@@ -193,3 +193,8 @@ def test_ddp_worker_ranks_join_the_first_ranks_run_dir(tmp_path, monkeypatch):
     again = create_run(cfg)
     again.close()
     assert again.run_dir != first.run_dir
+
+
+def test_a_float_in_exponent_form_without_a_dot_is_a_number():
+    cfg = load_config("pretrain_video", "tiny", ["train.optimizer.lr=2e-3"])
+    assert cfg.train.optimizer.lr == 0.002
