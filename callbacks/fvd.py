@@ -13,13 +13,11 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from lightning_svd.evaluation.extractors import VideoFeatureExtractor
 from lightning_svd.evaluation.fvd import FrechetVideoDistance, FVDProtocol, RealStatisticsCache
 
 from .periodic import EveryNSteps
-from .reference import generate_batched, reference_clips
+from .reference import ReferenceClips, generate_batched, reference_clips
 
 
 def _single_process() -> bool:
@@ -38,12 +36,12 @@ class FVDEvaluation(EveryNSteps):
         self.cache = RealStatisticsCache(cache_dir)
         self.num_clips, self.batch_size, self.seed, self.steps = num_clips, batch_size, seed, steps
         self.history: list[dict] = []
-        self.reference: tuple[torch.Tensor, list[str], list[str]] | None = None
+        self.reference: ReferenceClips | None = None
         self.protocol: FVDProtocol | None = None
 
     def _prepare_real(self, trainer, stage) -> None:
-        videos, captions, clip_ids = reference_clips(trainer.datamodule, self.num_clips)
-        self.reference = (videos, captions, clip_ids)
+        self.reference = reference_clips(trainer.datamodule, self.num_clips)
+        videos, clip_ids = self.reference.videos, self.reference.clip_ids
         table = str(getattr(trainer.datamodule, "table", ""))
         real_set = hashlib.sha256(json.dumps([table, clip_ids]).encode()).hexdigest()[:16]
         self.protocol = FVDProtocol(
@@ -57,10 +55,9 @@ class FVDEvaluation(EveryNSteps):
         self.metric.to(stage.device)
         if self.reference is None:
             self._prepare_real(trainer, stage)
-        videos, captions, _ = self.reference
         started = time.perf_counter()
-        generated = generate_batched(stage, captions, videos, self.seed, self.batch_size,
-                                     num_frames=int(videos.shape[1]), steps=self.steps)
+        generated = generate_batched(stage, self.reference.captions, self.reference, self.seed, self.batch_size,
+                                     num_frames=int(self.reference.videos.shape[1]), steps=self.steps)
         self.metric.reset()
         self.metric.update(generated, real=False)
         result = self.metric.result()

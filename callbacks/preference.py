@@ -32,10 +32,10 @@ class PreferenceSamples(EveryNSteps):
         self.videos: dict[tuple[str, str], np.ndarray] = {}
 
     def run(self, trainer, stage) -> None:
-        clips = reference_clips(trainer.datamodule, len(self.prompts))[0] if needs_frames(stage) else None
+        clips = reference_clips(trainer.datamodule, len(self.prompts)) if needs_frames(stage) else None
         arm = f"{self.arm}@step{trainer.global_step}"
         for i, prompt in enumerate(self.prompts):
-            chosen = clips[i : i + 1] if clips is not None else None
+            chosen = clips.select(slice(i, i + 1)) if clips is not None else None
             video = generate_batched(stage, [prompt["text"]], chosen, self.seed + i, 1,
                                      num_frames=self.num_frames, steps=self.steps)[0]
             self.videos[(arm, prompt["id"])] = video.permute(0, 2, 3, 1).numpy()
