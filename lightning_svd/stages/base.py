@@ -37,6 +37,9 @@ SIGMA_BUCKET_DRAWS = 20000
 class DiffusionStage(L.LightningModule):
     """Base stage: `hparams` is the experiment's `stage` section (see experiments/defaults.yaml)."""
 
+    generates_from = "prompt"
+    """What `generate` needs: "prompt" (texts), "image" (first frames) or "first_and_last_frames"."""
+
     def __init__(self, stage: Mapping[str, Any], motion_buckets: Mapping[str, Any] | None = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()

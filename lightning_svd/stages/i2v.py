@@ -13,6 +13,8 @@ from lightning_svd.stages.components import build_image_encoder
 
 
 class ImageToVideoStage(DiffusionStage):
+    generates_from = "image"
+
     def conditioning_inputs(self, cfg: Mapping) -> list[ConditioningInput]:
         image = cfg["image"]
         drop = float(image["drop_rate"])

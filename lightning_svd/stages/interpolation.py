@@ -39,6 +39,8 @@ class MaskEmbedding(nn.Module):
 
 
 class InterpolationStage(DiffusionStage):
+    generates_from = "first_and_last_frames"
+
     def conditioning_inputs(self, cfg: Mapping) -> list[ConditioningInput]:
         pair = ConditioningInput(FramePairEmbedder(build_image_encoder(cfg["open_clip"])), ["cond_pair"],
                                  drop_rate=float(cfg["image"]["drop_rate"]), unconditional="zeros")

@@ -2,9 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from lightning_svd.cli import main
 from lightning_svd.stages import load_stage
 
 from .tiny import tiny_run
@@ -73,10 +76,63 @@ def test_camera_lora_exports_its_adapters(chain):
 
 
 def test_sample_task_writes_mp4_and_gif(chain, tmp_path):
-    from lightning_svd.cli import main
-
     root, _ = chain
     code = main(["experiment=sample", f"run_dir={tmp_path}", f"model.checkpoint={root / 'finetune_t2v_hq'}",
                  "prompt=a red square", "sampling.steps=2"])
     assert code == 0
     assert (tmp_path / "sample_00.mp4").stat().st_size > 0 and (tmp_path / "sample_00.gif").stat().st_size > 0
+
+
+def write_image(path, colour) -> str:
+    pixels = np.zeros((30, 40, 3), dtype=np.uint8)
+    pixels[5:25, 10:30] = colour
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def gif_frames(path) -> int:
+    with Image.open(path) as gif:
+        return gif.n_frames
+
+
+def test_sample_task_animates_an_image_with_an_image_to_video_checkpoint(chain, tmp_path):
+    """The README's `experiment=sample model.checkpoint=runs/i2v/<run> image=frame.png`, two videos."""
+    root, _ = chain
+    image = write_image(tmp_path / "frame.png", (200, 30, 30))
+    out = tmp_path / "samples"
+    code = main(["experiment=sample", f"run_dir={out}", f"model.checkpoint={root / 'i2v'}", f"image={image}",
+                 "sampling.steps=2", "sampling.count=2", "sampling.num_frames=3"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["stage"] == "image_to_video" and results["frames"] == 3 and results["size"] == [16, 16]
+    assert [v["mp4"] for v in results["videos"]] == ["sample_00.mp4", "sample_01.mp4"]
+    assert gif_frames(out / "sample_01.gif") == 3
+
+
+def test_sample_task_interpolates_between_two_images(chain, tmp_path):
+    root, _ = chain
+    first = write_image(tmp_path / "first.png", (200, 30, 30))
+    last = write_image(tmp_path / "last.png", (30, 30, 200))
+    out = tmp_path / "samples"
+    code = main(["experiment=sample", f"run_dir={out}", f"model.checkpoint={root / 'frame_interpolation'}",
+                 f"image={first}", f"image_last={last}", "sampling.steps=2"])
+    assert code == 0
+    assert json.loads((out / "results.json").read_text())["image_last"] == last
+    assert gif_frames(out / "sample_00.gif") == 3
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "given", "message"),
+    [
+        ("finetune_t2v_hq", ["image=x.png"], 'the text_to_video stage generates from text: give prompt="..."'),
+        ("i2v", ["prompt=a red square"], "the image_to_video stage animates an image: give image=PATH"),
+        ("frame_interpolation", ["image=x.png"], "give image=FIRST and image_last=LAST"),
+        ("i2v", ["image=missing.png"], "image missing.png not found"),
+    ],
+)
+def test_sample_task_names_the_input_a_checkpoint_needs(chain, tmp_path, capsys, checkpoint, given, message):
+    root, _ = chain
+    code = main(["experiment=sample", f"run_dir={tmp_path / 'out'}", f"model.checkpoint={root / checkpoint}", *given])
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last_line.startswith("error: ") and message in last_line
+    assert not list((tmp_path / "out").glob("*.mp4"))
