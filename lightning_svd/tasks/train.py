@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
@@ -97,12 +98,29 @@ def build_trainer(cfg, ctx, callbacks=()) -> tuple[L.Trainer, Throughput]:
     kwargs.setdefault("use_distributed_sampler", False)
     # No hyperparameter summary without metrics: the hparams callback writes one with the final metrics.
     logger = TensorBoardLogger(save_dir=str(ctx.run_dir), name="tensorboard", version="", default_hp_metric=False)
-    trainer = L.Trainer(**kwargs, logger=logger, callbacks=[checkpoints, throughput, *callbacks],
-                        default_root_dir=str(ctx.run_dir))
+    try:
+        trainer = L.Trainer(**kwargs, logger=logger, callbacks=[checkpoints, throughput, *callbacks],
+                            default_root_dir=str(ctx.run_dir))
+    except (ValueError, TypeError, MisconfigurationException) as error:
+        raise UserError(f"Lightning rejects the trainer.* settings: {' '.join(str(error).split())}") from None
     return trainer, throughput
 
 
+def check_strategy(cfg) -> None:
+    """FSDP shards the weights that EMA and in-training sampling read whole: refuse those combinations up front."""
+    strategy = str(cfg.trainer.strategy)
+    if not strategy.startswith("fsdp"):
+        return
+    conflicts = ["train.ema.enabled=true"] if cfg.train.ema.enabled else []
+    conflicts += [f"callbacks.{name}.enabled=true" for name in ("samples", "fvd", "preference")
+                  if cfg.callbacks[name].enabled]
+    if conflicts:
+        raise UserError(f"trainer.strategy={strategy} shards the weights that {', '.join(conflicts)} read whole; "
+                        "set them to false or use trainer.strategy=ddp")
+
+
 def run(cfg, ctx, callbacks=()) -> dict:
+    check_strategy(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     table = clip_table(cfg, ctx)
     buckets = motion_buckets(cfg, table)

@@ -141,3 +141,22 @@ def test_sigma_bucket_edges_are_quantiles_of_the_training_noise():
     stage = stage_of("pretrain_video", "train.diffusion.noise.p_mean=0.5", "train.diffusion.noise.p_std=1.4")
     quartiles = torch.tensor([-0.6745, 0.0, 0.6745])
     assert torch.allclose(stage.sigma_bucket_edges, 0.5 + 1.4 * quartiles, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.strategy=fsdp"], "trainer.strategy=fsdp shards the weights that train.ema.enabled=true, "
+                                    "callbacks.samples.enabled=true read whole"),
+        (["trainer.strategy=fsdp", "train.ema.enabled=false", "callbacks.samples.enabled=false"],
+         "Lightning rejects the trainer.* settings: The strategy `fsdp` requires a GPU accelerator"),
+        (["trainer.precision=17-mixed"], "Lightning rejects the trainer.* settings: Precision '17-mixed' is invalid"),
+    ],
+)
+def test_trainer_settings_that_cannot_run_fail_with_one_line(tmp_path, clip_table, capsys, overrides, message):
+    from lightning_svd.cli import main
+
+    code = main(["experiment=pretrain_video", f"run_dir={tmp_path}", f"train.data.table={clip_table}", *overrides])
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last_line.startswith("error: ") and message in last_line
+    assert not (tmp_path / "checkpoints").exists()
