@@ -66,7 +66,16 @@ class FVDEvaluation(EveryNSteps):
         self.history.append(entry)
         if trainer.logger is not None:
             trainer.logger.log_metrics({"eval/fvd": entry["fvd"]}, step=entry["step"])
+            writer = getattr(trainer.logger, "experiment", None)
+            if len(self.history) == 1 and hasattr(writer, "add_text"):
+                writer.add_text("eval/fvd_features", self.comparability_note(), entry["step"])
         self.history_path.write_text(json.dumps({**self.labels(), "history": self.history}, indent=1))
+
+    def comparability_note(self) -> str:
+        """One line beside the eval/fvd curve: which features, and whether the numbers can meet the paper's."""
+        labels = self.metric.labels()
+        verdict = "comparable with the paper" if labels["comparable"] else f"not comparable: {labels['reason']}"
+        return f"{verdict}; features {json.dumps(labels['feature_extractor'], sort_keys=True)}"
 
     def labels(self) -> dict:
         return {**self.metric.labels(), "protocol": self.protocol.as_dict() if self.protocol else None}

@@ -186,9 +186,11 @@ def evaluate_ucf101(cfg, ctx) -> dict:
     fvd_protocol = plan.fvd_protocol(index, extractor.identity())
     cache = RealStatisticsCache(cfg.cache_dir)
     clips_file = cache.path(fvd_protocol).with_suffix(".clips.json")
+    if not clips_file.is_file():  # statistics whose clip record is gone are recomputed, so the run can record it
+        cache.path(fvd_protocol).unlink(missing_ok=True)
     cached = cache.get_or_compute(fvd_protocol, metric, lambda: _real_clip_batches(index, plan, batch_size,
                                                                                    selections))
-    if cached and clips_file.is_file():
+    if cached:
         selections = json.loads(clips_file.read_text())
     else:
         clips_file.write_text(json.dumps(selections))
@@ -210,7 +212,8 @@ def evaluate_ucf101(cfg, ctx) -> dict:
             "num_real": fvd["num_real"], "comparable": not all_reasons, "reason": "; ".join(all_reasons) or None,
             "feature_extractor": fvd["feature_extractor"], "covariance": fvd["covariance"],
             "real_statistics_cached": cached, "plan": plan.summary(), "dataset_root": str(root),
-            "generated_preprocessing": protocol.generated_preprocessing(), "generation_seconds": round(seconds, 2),
+            "guidance_scale": float(guider.scale), "generated_preprocessing": protocol.generated_preprocessing(),
+            "generation_seconds": round(seconds, 2),
             "real_clips": "real_clips.json", "samples": "samples.json"}
 
 
@@ -350,5 +353,6 @@ def run(cfg, ctx) -> dict:
     for key in ("fvd", "lpips", "psnr", "clip_s"):
         if isinstance(results.get(key), float):
             writer.add_scalar(f"eval/{key}", results[key], 0)
+    writer.add_text("eval/comparable", "yes" if results["comparable"] else f"no: {results['reason']}", 0)
     ctx.log.info(_markdown(results))
     return results

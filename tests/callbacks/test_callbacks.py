@@ -27,7 +27,8 @@ from lightning_svd.video import read_frames
 def events(run_dir):
     files = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert files, "no TensorBoard event file"
-    accumulator = event_accumulator.EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    accumulator = event_accumulator.EventAccumulator(str(run_dir / "tensorboard"),
+                                                     size_guidance={"images": 0, "tensors": 0})
     accumulator.Reload()
     return accumulator
 
@@ -41,8 +42,11 @@ def test_fvd_is_evaluated_every_n_steps_and_at_the_end(callback_run):
     assert history["comparable"] is False and "random" in history["reason"]
     assert results["fvd"] == history["history"][-1]["fvd"]
     assert json.loads((run_dir / "results.json").read_text())["fvd_history"] == history["history"]
-    scalars = events(run_dir).Scalars("eval/fvd")
-    assert [s.step for s in scalars] == [2, 3]
+    accumulator = events(run_dir)
+    assert [s.step for s in accumulator.Scalars("eval/fvd")] == [2, 3]
+    note = accumulator.Tensors("eval/fvd_features/text_summary")
+    assert len(note) == 1 and note[0].tensor_proto.string_val[0].decode().startswith(
+        "not comparable: random-init extractor; features {")
 
 
 def test_metric_and_extractor_stay_out_of_the_checkpoint(callback_run):

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -261,3 +262,10 @@ def test_a_pair_left_open_under_other_settings_is_replaced(open_study):
     without_checks = create_app(open_study(attention_check_rate=0.0)).test_client()
     replaced = without_checks.get("/api/next?rater=yan")
     assert replaced.status_code == 200 and replaced.get_json()["pair_id"] != item["pair_id"]
+
+
+def test_votes_live_in_a_write_ahead_logged_sqlite_file(client, study):
+    cast(client, "wal-rater")
+    with sqlite3.connect(study.store.path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("SELECT rater FROM votes").fetchall() == [("wal-rater",)]
