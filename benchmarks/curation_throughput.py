@@ -5,9 +5,12 @@ on the same videos and in one process, it times
   1. decode only: PyAV decodes every frame (no conversion), the floor any pipeline pays;
   2. the pipeline: `VideoCurator.curate` with CLIP off (probe, decode at the analysis size, cascaded cuts,
      key frames at full size, Farneback flow, PP-OCR DB text area, classic aesthetics),
-and prints seconds per stage and the ratio pipeline / decode-only (target: at most 3).
+and prints seconds per stage and the ratio pipeline / decode-only (target: at most 3). The OCR side it runs at
+(the paper profile's 416 by default) is checked for accuracy on the same frame size: `--accuracy-scenes` synthetic
+scenes (most with a text overlay) are rendered at the source size and the text area found at that side is ranked
+against the true one (Spearman, and the same at PP-OCR's 736 for reference).
 
-    python benchmarks/curation_throughput.py [--videos 3] [--width 1280 --height 720] [--ocr-side 736]
+    python benchmarks/curation_throughput.py [--videos 3] [--width 1280 --height 720] [--ocr-side 416]
 """
 
 import argparse
@@ -23,8 +26,12 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning_svd.curation.engines import limit_threads  # noqa: E402
+from lightning_svd.curation.ocr import PpOcrDbDetector, TextAreaScorer  # noqa: E402
 from lightning_svd.curation.pipeline import VideoCurator  # noqa: E402
+from lightning_svd.curation.quality import spearman  # noqa: E402
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus  # noqa: E402
+from lightning_svd.synthetic.corpus import plan_video  # noqa: E402
+from lightning_svd.synthetic.scenes import SceneRenderer  # noqa: E402
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "curate.yaml"
 
@@ -36,6 +43,27 @@ def decode_only(path: Path) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
+def ocr_accuracy(count: int, width: int, height: int, side: int, threads: int) -> dict[str, dict]:
+    """Text area found at `side` (and at 736) on `count` rendered scenes of the source size, against the truth."""
+    spec = CorpusSpec(width=width, height=height, text_fraction=0.6, seed=0)
+    scenes = [scene for index in range(count) for scene in plan_video(spec, index)[0]][:count]
+    frames = [SceneRenderer(scene, width, height).render(5) for scene in scenes]
+    truth = [scene.text_area for scene in scenes]
+    results = {}
+    for limit in sorted({side, 736}):
+        detector = TextAreaScorer(PpOcrDbDetector(limit_side_len=limit, threads=threads))
+        begin = time.perf_counter()
+        found = [detector.frame_area(frame) for frame in frames]
+        results[str(limit)] = {
+            "spearman": round(spearman(found, truth), 4),
+            "with_text": sum(t > 0 for t in truth),
+            "missed": sum(t > 0 and f == 0 for f, t in zip(found, truth)),
+            "false_on_no_text": sum(t == 0 and f > 0 for f, t in zip(found, truth)),
+            "seconds_per_frame": round((time.perf_counter() - begin) / len(frames), 3),
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=3)
@@ -43,7 +71,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--min-seconds", type=float, default=10.0)
     parser.add_argument("--max-seconds", type=float, default=30.0)
-    parser.add_argument("--ocr-side", type=int, default=736, help="PP-OCR short side (736 is PP-OCR's default)")
+    parser.add_argument("--ocr-side", type=int, default=416,
+                        help="PP-OCR short side, a multiple of 32 (416: the paper profile; 736: PP-OCR's default)")
+    parser.add_argument("--accuracy-scenes", type=int, default=45, help="0 skips the OCR accuracy check")
     parser.add_argument("--analysis-side", type=int, default=144)
     parser.add_argument("--threads", type=int, default=1, help="OpenCV / ONNX Runtime threads")
     parser.add_argument("--cache", default="~/.cache/lightning_svd")
@@ -100,6 +130,14 @@ def main() -> None:
     print("\n| stage | seconds | share of pipeline |\n|---|---|---|")
     for stage, value in stages.items():
         print(f"| {stage} | {value:.2f} | {100 * value / pipeline_seconds:.0f} % |")
+    if args.accuracy_scenes:
+        numbers["ocr_accuracy"] = ocr_accuracy(args.accuracy_scenes, args.width, args.height, args.ocr_side,
+                                               args.threads)
+        print("\n| OCR short side | Spearman vs true text area | scenes with text missed | seconds per frame |")
+        print("|---|---|---|---|")
+        for side, row in numbers["ocr_accuracy"].items():
+            missed = f"{row['missed']} of {row['with_text']}"
+            print(f"| {side} | {row['spearman']} | {missed} | {row['seconds_per_frame']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(numbers, indent=1))
 

@@ -36,8 +36,9 @@ class PpOcrDbDetector:
     """PP-OCRv4 DB text detector run through rapidocr_onnxruntime's detection stage (no recognition).
 
     `model=None` uses the ONNX file bundled with the wheel. Frames are resized so their short side is
-    `limit_side_len` (rounded to multiples of 32), as PP-OCR does; `thresh`, `box_thresh` and `unclip_ratio`
-    are the DB post-processing knobs."""
+    `limit_side_len` (a multiple of 32), as PP-OCR does; `thresh`, `box_thresh` and `unclip_ratio` are the DB
+    post-processing knobs. Detection time grows with the pixels: on 1280x720 frames 416 costs about a quarter of
+    PP-OCR's 736 and still finds overlay text of 12 px and more (see benchmarks/RESULTS.md)."""
 
     model: str | None = None
     limit_side_len: int = 736
@@ -47,6 +48,11 @@ class PpOcrDbDetector:
     threads: int = 1
 
     name = "ppocr_db"
+
+    def __post_init__(self):
+        if self.limit_side_len < 32 or self.limit_side_len % 32:
+            raise ValueError(f"curation.ocr.ppocr_db.limit_side_len must be a multiple of 32 (the detector's stride), "
+                             f"got {self.limit_side_len}")
 
     def _detector(self):
         cached = getattr(self, "_cached", None)
@@ -69,15 +75,19 @@ class PpOcrDbDetector:
         return detector
 
     def text_mask(self, frame_rgb: np.ndarray) -> np.ndarray:
-        """Detection runs with the short side at `limit_side_len` (down- or upscaled); the mask comes back at the
-        frame's size (PP-OCR's own `min` limit only ever upscales, which makes HD frames needlessly slow)."""
+        """Detection runs with the short side at `limit_side_len` (down- or upscaled, both sides then rounded to
+        multiples of 32 as the network needs, so PP-OCR resizes nothing again); the mask comes back at the frame's
+        size (PP-OCR's own `min` limit only ever upscales, which makes HD frames needlessly slow)."""
         height, width = frame_rgb.shape[:2]
         scale = self.limit_side_len / min(height, width)
-        size = (max(32, round(width * scale)), max(32, round(height * scale)))
-        resized = cv2.resize(frame_rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        boxes, _ = self._detector()(np.ascontiguousarray(resized[..., ::-1]))
+        size = (max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32))
+        if size == (width, height):
+            resized = frame_rgb
+        else:
+            resized = cv2.resize(frame_rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        boxes, _ = self._detector()(cv2.cvtColor(resized, cv2.COLOR_RGB2BGR))
         mask = polygons_to_mask([] if boxes is None else list(boxes), size[1], size[0])
-        if scale == 1:
+        if size == (width, height):
             return mask
         return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
 

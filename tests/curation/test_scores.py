@@ -95,6 +95,17 @@ def test_ppocr_db_finds_overlay_text_and_nothing_on_texture(ppocr):
     assert ppocr.score([plain, with_text(plain, "SALE 50% OFF", 15), plain]) == large
 
 
+def test_ppocr_db_detects_at_its_short_side_and_answers_at_the_frame_size():
+    detector = PpOcrDbDetector(limit_side_len=416)
+    frame = with_text(textured(720, 1280, 4), "SUBSCRIBE NOW", 24)
+    mask = detector.text_mask(frame)
+    assert mask.shape == (720, 1280)
+    rows, cols = np.nonzero(mask)
+    assert 50 < rows.mean() < 90 and 5 <= cols.min() < cols.max() < 400  # text drawn from (20, 60)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        PpOcrDbDetector(limit_side_len=400)
+
+
 def test_text_mask_counts_overlapping_boxes_once():
     boxes = [np.array([[0, 0], [9, 0], [9, 9], [0, 9]]), np.array([[5, 0], [14, 0], [14, 9], [5, 9]])]
     assert polygons_to_mask(boxes, 10, 20).sum() == 150
