@@ -50,6 +50,7 @@ class LPIPS(nn.Module):
     """
 
     TAPS = {"alex": (2, 5, 8, 10, 12), "vgg": (4, 9, 16, 23, 30)}
+    MIN_SIZE = {"alex": 31, "vgg": 16}  # smaller images pool away to nothing before the last tap
     CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
     SHIFT = (-0.030, -0.088, -0.188)
     SCALE = (0.458, 0.448, 0.450)
@@ -107,6 +108,9 @@ class LPIPS(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Distances (N,) between images (N, 3, H, W) in [-1, 1]."""
+        if min(x.shape[-2:]) < self.MIN_SIZE[self.net]:
+            raise UserError(f"LPIPS ({self.net}) needs images of at least {self.MIN_SIZE[self.net]} pixels a side, "
+                            f"got {x.shape[-2]}x{x.shape[-1]}; raise multiview.size")
         a, b = (x - self.shift) / self.scale, (y - self.shift) / self.scale
         total = torch.zeros(x.shape[0], device=x.device)
         for stage, head in zip(self.slices, self.heads):
@@ -194,9 +198,8 @@ class MultiViewMetrics(Metric):
 
     def labels(self) -> dict:
         """Which networks scored LPIPS and CLIP-S, and whether the numbers can stand beside the paper's."""
-        reasons = []
-        if self.lpips_net is None or self.clip_net is None:
-            reasons.append("LPIPS or CLIP-S switched off")
+        reasons = [f"{name} switched off (no weights given)" for name, net in (("LPIPS", self.lpips_net),
+                                                                            ("CLIP-S", self.clip_net)) if net is None]
         if self.clip_net is not None and self.clip_net.weights is None:
             reasons.append(f"CLIP-S: {RANDOM_INIT_REASON}")
         return {"lpips_network": self.lpips_net.identity() if self.lpips_net is not None else None,

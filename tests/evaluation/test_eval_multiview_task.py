@@ -35,7 +35,7 @@ def test_multiview_scores_generated_orbits_against_the_synthetic_ground_truth(mu
     assert results["cameras"] == {"object_000": "cameras.json", "object_001": "cameras.json"}
     assert results["comparable"] is False
     for reason in ("synthetic orbits (2 held-out objects, seed 1)", "random-init model",
-                   "LPIPS or CLIP-S switched off", "size=16x16 (paper: 576x576)"):
+                   "LPIPS switched off (no weights given)", "size=16x16 (paper: 576x576)"):
         assert reason in results["reason"]
 
 

@@ -83,6 +83,12 @@ def test_lpips_first_layer_follows_the_formula(lpips_files, tmp_path):
     torch.testing.assert_close(net(x, y), expected)
 
 
+def test_lpips_refuses_images_too_small_for_its_network(lpips_net):
+    with pytest.raises(UserError, match="at least 31 pixels a side, got 16x16; raise multiview.size"):
+        lpips_net(images(1, size=16), images(1, size=16))
+    assert lpips_net(images(1, size=31), images(1, size=31)).shape == (1,)
+
+
 def test_lpips_weight_errors_name_the_file(lpips_files, tmp_path):
     backbone, heads = lpips_files
     with pytest.raises(UserError, match="weights.lpips_heads"):
@@ -131,7 +137,8 @@ def test_multiview_metrics_check_orbits_and_label_random_clip():
     metric.update(black, black + 255)
     assert metric.compute()["lpips"] is None and metric.compute()["psnr"] == pytest.approx(0.0)
     labels = metric.labels()
-    assert not labels["comparable"] and "random-init extractor" in labels["reason"]
+    assert not labels["comparable"]
+    assert labels["reason"] == "LPIPS switched off (no weights given); CLIP-S: random-init extractor"
 
 
 def test_read_orbit_composites_transparency(tmp_path):
