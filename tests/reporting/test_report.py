@@ -86,10 +86,24 @@ def test_clip_table_folder_of_parts_and_errors(tmp_path):
     stats = clip_table_statistics(tmp_path)
     assert stats["num_clips"] == 6 and stats["motion_annotated_fraction"] == pytest.approx(4 / 6)
     rows = clip_rows(2, 1)
-    del rows["flow_score"]
+    del rows["start_s"]
     pq.write_table(pa.table(rows), tmp_path / "bad.parquet")
-    with pytest.raises(UserError, match=r"lacks columns \['flow_score'\]"):
+    with pytest.raises(UserError, match="lacks columns start_s/end_s or fps for durations"):
         clip_table_statistics(tmp_path / "bad.parquet")
+    del rows["status"]
+    pq.write_table(pa.table(rows), tmp_path / "bad.parquet")
+    with pytest.raises(UserError, match=r"lacks columns \['status'\] and start_s/end_s"):
+        clip_table_statistics(tmp_path / "bad.parquet")
+
+
+def test_ground_truth_tables_without_seconds_take_durations_from_frames(tmp_path):
+    """The train task's table of the synthetic corpus has frames and fps but no start_s/end_s or flow_score."""
+    rows = {"clip_id": ["a", "b"], "video_path": ["v.mp4", "v.mp4"], "start_frame": [0, 48],
+            "end_frame": [48, 120], "num_frames": [48, 72], "fps": [24.0, 24.0], "status": ["ok", "ok"]}
+    pq.write_table(pa.table(rows), tmp_path / "clip_table.parquet")
+    stats = clip_table_statistics(tmp_path / "clip_table.parquet")
+    assert stats["mean_clip_duration_s"] == pytest.approx(2.5) and stats["total_duration_s"] == pytest.approx(5.0)
+    assert stats["motion_annotated_fraction"] == 0.0 and stats["mean_clips_per_video"] == 2.0
     with pytest.raises(UserError, match="clip table not found"):
         clip_table_statistics(tmp_path / "missing")
 
