@@ -41,13 +41,13 @@ class SpaceToDepthAutoencoder(nn.Module):
     A frozen identity 1x1 mix is its one parameter, so code that asks an autoencoder for its dtype works.
     """
 
-    def __init__(self, factor: int = 2, channels: int = 3):
+    def __init__(self, factor: int = 2, channels: int = 3, scale: float = 1.0):
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"space_to_depth factor must be >= 1, got {factor}")
+        if factor < 1 or scale <= 0:
+            raise ValueError(f"space_to_depth needs factor >= 1 and scale > 0, got {factor} and {scale}")
         self.factor = factor
         self.latent_channels = channels * factor * factor
-        self.scale_factor = 1.0
+        self.scale_factor = scale
         self.mix = nn.Conv2d(self.latent_channels, self.latent_channels, 1, bias=False)
         with torch.no_grad():
             self.mix.weight.copy_(torch.eye(self.latent_channels)[:, :, None, None])
@@ -69,10 +69,10 @@ class SpaceToDepthAutoencoder(nn.Module):
 
 
 def build_stage_autoencoder(cfg: Mapping) -> nn.Module:
-    """`kind: space_to_depth` (with `factor`) or `kind: kl` (from `weights`, else a fresh `preset`); frozen."""
+    """`kind: space_to_depth` (with `factor` and `scale`) or `kind: kl` (from `weights`, else a fresh `preset`); frozen."""
     kind = cfg["kind"]
     if kind == "space_to_depth":
-        model = SpaceToDepthAutoencoder(int(cfg["factor"]))
+        model = SpaceToDepthAutoencoder(int(cfg["factor"]), scale=float(cfg.get("scale", 1.0)))
     elif kind == "kl":
         model = load_autoencoder(cfg["weights"]) if cfg.get("weights") else build_autoencoder(cfg["preset"])
         model.latent_channels = model.config.latent_channels

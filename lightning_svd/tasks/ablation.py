@@ -12,11 +12,16 @@ joins the table.
 """
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from tqdm.auto import tqdm
 
 from data_modules.arms import random_subset, read_clip_table, threshold_arms
 from lightning_svd.ablation.data import (
@@ -27,7 +32,8 @@ from lightning_svd.ablation.data import (
     heldout_split,
     write_arm_table,
 )
-from lightning_svd.ablation.evaluate import ArmEvaluator, frame_difference, real_frame_difference, sample_arm
+from lightning_svd.ablation.evaluate import ArmEvaluator, frame_difference, real_frame_difference
+from lightning_svd.ablation.job import SAMPLES, TRAINED, train_and_sample, write_job
 from lightning_svd.ablation.summary import (
     arm_entry,
     honest_notes,
@@ -44,10 +50,9 @@ from lightning_svd.ablation.variants import (
 )
 from lightning_svd.config import check_required_paths, load_config
 from lightning_svd.errors import UserError
-from lightning_svd.run_context import RunContext
 
 DONE = "done.json"
-SAMPLES = "samples.npy"
+REPO = Path(__file__).resolve().parents[2]
 PLOT = "ablation.png"
 
 
@@ -66,31 +71,73 @@ def proxy_config(cfg, table: Path, seed: int, run_dir: Path, arm_overrides=()):
     return proxy
 
 
-def train_and_evaluate(cfg, ctx, arm, table: Path, seed: int, prompts, evaluator) -> dict:
-    """Train one arm's proxy for one seed, sample it and measure FVD; the done marker makes this run once."""
-    from lightning_svd.stages import load_stage
-    from lightning_svd.tasks import train
+def job_dir(ctx, arm_name: str, seed: int) -> Path:
+    return Path(ctx.run_dir) / "arms" / arm_name / f"seed{seed}"
 
-    arm_name = arm.name
-    out = Path(ctx.run_dir) / "arms" / arm_name / f"seed{seed}"
+
+def run_jobs(cfg, ctx, jobs: list[tuple], prompts: list[dict]) -> None:
+    """Train and sample every (arm, table, seed) without a done marker, `ablation.parallel_jobs` at a time."""
+    section = cfg.ablation
+    pending = []
+    for arm, table, seed in jobs:
+        out = job_dir(ctx, arm.name, seed)
+        if (out / DONE).is_file():
+            ctx.log.info(f"{arm.name} seed {seed}: done before, not retrained")
+            continue
+        if not (out / TRAINED).is_file():
+            proxy = proxy_config(cfg, table, seed, out, arm.proxy_overrides)
+            write_job(out, proxy, prompts, int(section.sampling.samples_per_prompt), int(section.sampling.steps),
+                      section.torch_threads)
+            ctx.log.info(f"{arm.name} seed {seed}: training {proxy.trainer.max_steps} steps -> {out}")
+        pending.append((f"{arm.name} seed {seed}", out))
+    if int(section.parallel_jobs) <= 1:
+        for _, out in pending:
+            train_and_sample(out, ctx.log)
+    else:
+        run_in_workers(pending, int(section.parallel_jobs), ctx.log)
+
+
+def run_in_workers(pending: list[tuple[str, Path]], parallel: int, log) -> None:
+    """One `python -m lightning_svd.ablation.job` process per arm-seed, `parallel` at once; a failed job stops
+    new launches, lets the running ones finish (their work is kept for the resume) and is reported."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    queue, running, failed = list(pending), {}, []
+    with tqdm(total=len(pending), desc="arm-seeds trained", unit="job") as progress:
+        while queue or running:
+            while queue and len(running) < parallel and not failed:
+                name, out = queue.pop(0)
+                output = open(out / "worker.log", "ab")  # noqa: SIM115 - closed when the worker ends
+                worker = subprocess.Popen([sys.executable, "-m", "lightning_svd.ablation.job", str(out)], env=env,
+                                          stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
+                running[worker] = (name, out, output)
+            if not running:
+                break
+            time.sleep(0.5)
+            for worker in [w for w in running if w.poll() is not None]:
+                name, out, output = running.pop(worker)
+                output.close()
+                progress.update()
+                if worker.returncode != 0:
+                    failed.append(f"{name} (exit {worker.returncode}, see {out / 'worker.log'})")
+                else:
+                    log.info(f"{name}: trained and sampled")
+    if failed:
+        raise RuntimeError(f"ablation jobs failed: {'; '.join(failed)}; fix the cause and run again with the "
+                           "same run_dir= to resume")
+
+
+def evaluate_job(ctx, arm_name: str, seed: int, evaluator) -> dict:
+    """FVD of a trained arm-seed's samples; the done marker makes this happen once."""
+    out = job_dir(ctx, arm_name, seed)
     if (out / DONE).is_file():
-        ctx.log.info(f"{arm_name} seed {seed}: done before, not retrained")
         return json.loads((out / DONE).read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    proxy = proxy_config(cfg, table, seed, out, arm.proxy_overrides)
-    OmegaConf.save(proxy, out / "config.yaml", resolve=True)
-    ctx.log.info(f"{arm_name} seed {seed}: training {proxy.trainer.max_steps} steps -> {out}")
-    trained = train.run(proxy, RunContext(out, ctx.log))
-    sampling = cfg.ablation.sampling
-    stage = load_stage(trained["checkpoint"])
-    videos = sample_arm(stage, prompts, int(sampling.samples_per_prompt), seed, int(proxy.train.num_frames),
-                        int(sampling.steps))
-    np.save(out / SAMPLES, videos[: len(prompts)])
+    trained = json.loads((out / TRAINED).read_text())
+    videos = np.load(out / SAMPLES)
     fvd = evaluator.fvd(videos) if evaluator is not None else None
     final_loss = trained["final_loss"]
     if final_loss is None:
         final_loss = last_logged(out / "tensorboard", "train/loss")
-    record = {"arm": arm_name, "seed": seed, "train_steps": trained["steps"], "final_loss": final_loss,
+    record = {"arm": arm_name, "seed": seed, "train_steps": trained["train_steps"], "final_loss": final_loss,
               "fvd": None if fvd is None else round(fvd["fvd"], 6), "fvd_detail": fvd,
               "num_generated": len(videos), "checkpoint": trained["checkpoint"],
               "resumed_from": trained["resumed_from"]}
@@ -106,7 +153,7 @@ def write_study_pack(run_dir: Path, arm_names: list[str], prompts: list[dict], s
 
     videos = {}
     for arm in arm_names:
-        samples = np.load(run_dir / "arms" / arm / f"seed{seed}" / SAMPLES)
+        samples = np.load(run_dir / "arms" / arm / f"seed{seed}" / SAMPLES)[: len(prompts)]
         for prompt, video in zip(prompts, samples, strict=True):
             videos[(arm, prompt["id"])] = video
     return write_pack(run_dir / "study", prompts, videos, fps, arms=arm_names)
@@ -191,11 +238,13 @@ def run_arms(cfg, ctx) -> dict:
                      **OmegaConf.to_container(section.fvd[str(section.fvd.extractor)], resolve=True)}
         evaluator = ArmEvaluator(extractor, split.real, int(held.windows_per_clip), frames, height, width,
                                  str(cfg.cache_dir))
-    entries = []
+    jobs = []
     for arm in arms:
         arm_table = write_arm_table(arm.table, Path(ctx.run_dir) / "arms" / arm.name / "clips.parquet")
-        records = [train_and_evaluate(cfg, ctx, arm, arm_table, seed, prompts, evaluator) for seed in seeds]
-        entries.append(arm_entry(arm, records, truth.degraded_share(arm.table)))
+        jobs += [(arm, arm_table, seed) for seed in seeds]
+    run_jobs(cfg, ctx, jobs, prompts)
+    entries = [arm_entry(arm, [evaluate_job(ctx, arm.name, seed, evaluator) for seed in seeds],
+                         truth.degraded_share(arm.table)) for arm in arms]
     pack = write_study_pack(Path(ctx.run_dir), [a.name for a in arms], prompts, seeds[0],
                             int(section.sampling.fps)) if section.study.enabled else None
     elo = elo_from_votes(pack) if pack is not None else {}

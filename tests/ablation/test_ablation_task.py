@@ -24,6 +24,7 @@ OVERRIDES = [
     "ablation.curation_overrides=[curation.clip.enabled=false, curation.ocr.backend=none, curation.workers=1]",
     "ablation.removed_fractions=[0.0, 0.5]", "ablation.heldout.video_fraction=0.4",
     "ablation.prompts.count=2", "ablation.sampling.steps=2", "ablation.sampling.samples_per_prompt=2",
+    "ablation.parallel_jobs=1",
 ]
 TWO_STEPS = ["trainer.max_steps=2", "trainer.log_every_n_steps=1"]
 
@@ -93,7 +94,8 @@ def test_hparams_are_written_once_per_arm(finished):
 def test_an_interrupted_ablation_retrains_only_the_unfinished_arm_seed(finished, monkeypatch):
     run_dir, before = finished
     unfinished = run_dir / "arms" / before["arms"][1]["name"] / "seed1"
-    (unfinished / "done.json").unlink()
+    for left_by_a_finished_job in ("done.json", "trained.json", "samples.npy"):
+        (unfinished / left_by_a_finished_job).unlink()
     calls = []
     original = train.run
 

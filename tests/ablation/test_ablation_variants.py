@@ -37,8 +37,8 @@ def test_a_caption_source_no_clip_has_is_an_error_naming_the_captioner():
         caption_arms(clips(caption_coca=["c1", "c2"]), ["blip"])
 
 
-def run_variant(experiment: str, run_dir) -> dict:
-    cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *OVERRIDES, *ONE_SEED])
+def run_variant(experiment: str, run_dir, *extra: str) -> dict:
+    cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *OVERRIDES, *ONE_SEED, *extra])
     cfg.ablation.proxy_overrides.extend(TWO_STEPS)
     ctx = create_run(cfg)
     try:
@@ -47,8 +47,8 @@ def run_variant(experiment: str, run_dir) -> dict:
         ctx.close()
 
 
-def test_caption_ablation_trains_with_and_without_the_corpus_captions(tmp_path):
-    results = run_variant("ablation_captions", tmp_path / "run")
+def test_caption_ablation_trains_with_and_without_the_corpus_captions_in_two_worker_processes(tmp_path):
+    results = run_variant("ablation_captions", tmp_path / "run", "ablation.parallel_jobs=2")
     assert results["criterion"] == "captions"
     assert [a["name"] for a in results["arms"]] == ["captions_sidecar", "captions_none"]
     for arm in results["arms"]:
@@ -56,6 +56,7 @@ def test_caption_ablation_trains_with_and_without_the_corpus_captions(tmp_path):
         source = arm["name"].removeprefix("captions_")
         assert f"{source}: 1.0" in config or source == "none"
         assert arm["train_steps"] == 2 and arm["fvd"] is not None
+        assert "2 steps, final loss" in (tmp_path / "run" / "arms" / arm["name"] / "seed0" / "job.log").read_text()
     assert "Across the caption sources" in results["notes"]
 
 

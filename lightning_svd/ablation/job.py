@@ -1,0 +1,76 @@
+"""One arm-seed of an ablation: train the proxy from `<dir>/config.yaml`, then sample the fixed prompts.
+
+The same function runs in the ablation's own process (`ablation.parallel_jobs=1`) or in a worker process per job
+(`python -m lightning_svd.ablation.job <dir>`), so two single-threaded trainings share a 2-core machine. The job
+leaves `trained.json` and `samples.npy` behind; the ablation process measures FVD and writes `done.json`.
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from lightning_svd.ablation.evaluate import sample_arm
+from lightning_svd.run_context import RunContext
+
+CONFIG = "config.yaml"
+SAMPLING = "sampling.json"
+TRAINED = "trained.json"
+SAMPLES = "samples.npy"
+LOG = "job.log"
+
+
+def write_job(out: Path, proxy, prompts: list[dict], samples_per_prompt: int, steps: int, threads: int | None) -> None:
+    """Everything a worker needs, beside the outputs it will write."""
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(proxy, out / CONFIG, resolve=True)
+    sampling = {"prompts": prompts, "samples_per_prompt": samples_per_prompt, "steps": steps, "threads": threads}
+    (out / SAMPLING).write_text(json.dumps(sampling, indent=1))
+
+
+def train_and_sample(out: Path, log: logging.Logger) -> dict:
+    """Train (resuming from `checkpoints/last.ckpt` if present), sample every prompt, record what happened."""
+    from lightning_svd.stages import load_stage
+    from lightning_svd.tasks import train
+
+    if (out / TRAINED).is_file() and (out / SAMPLES).is_file():
+        return json.loads((out / TRAINED).read_text())
+    proxy = OmegaConf.load(out / CONFIG)
+    sampling = json.loads((out / SAMPLING).read_text())
+    trained = train.run(proxy, RunContext(out, log))
+    stage = load_stage(trained["checkpoint"])
+    videos = sample_arm(stage, sampling["prompts"], int(sampling["samples_per_prompt"]), int(proxy.seed),
+                        int(proxy.train.num_frames), int(sampling["steps"]))
+    partial = out / f".{SAMPLES}.partial.npy"
+    np.save(partial, videos)
+    partial.replace(out / SAMPLES)
+    record = {"train_steps": trained["steps"], "final_loss": trained["final_loss"],
+              "checkpoint": trained["checkpoint"], "resumed_from": trained["resumed_from"]}
+    (out / TRAINED).write_text(json.dumps(record, indent=1))
+    return record
+
+
+def job_logger(out: Path) -> logging.Logger:
+    log = logging.getLogger(f"lightning_svd.ablation.job.{out}")
+    log.setLevel(logging.INFO)
+    handler = logging.FileHandler(out / LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return log
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0])
+    threads = json.loads((out / SAMPLING).read_text())["threads"]
+    if threads:
+        torch.set_num_threads(int(threads))
+    train_and_sample(out, job_logger(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
