@@ -78,7 +78,8 @@ class I3DTorchscript(VideoFeatureExtractor):
         super().__init__()
         path = Path(path).expanduser()
         if not path.is_file():
-            raise UserError(f"I3D torchscript not found: {path}; set weights.i3d to the local i3d_torchscript.pt")
+            raise UserError(f"I3D torchscript not found: {path}; give the local i3d_torchscript.pt (weights.i3d in "
+                            "eval_ucf101, the extractor's i3d_torchscript.path elsewhere)")
         try:
             with warnings.catch_warnings():  # torchscript is deprecated, but it is the format the port ships in
                 warnings.simplefilter("ignore", FutureWarning)

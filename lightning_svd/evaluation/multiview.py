@@ -66,9 +66,10 @@ class LPIPS(nn.Module):
             raise UserError(f"unknown LPIPS network '{net}'; choose one of {', '.join(self.TAPS)}")
         self.net = net
         self.backbone_weights, self.head_weights = Path(backbone_weights).expanduser(), Path(head_weights).expanduser()
-        for key, path in (("backbone", self.backbone_weights), ("heads", self.head_weights)):
+        for key, path in (("backbone_weights", self.backbone_weights), ("head_weights", self.head_weights)):
             if not path.is_file():
-                raise UserError(f"LPIPS {key} weights not found: {path}; set weights.lpips_{key} to a local file")
+                raise UserError(f"LPIPS {key.replace('_', ' ')} not found: {path}; set multiview.lpips.{key} to a "
+                                "local file")
         with torch.device("meta"):
             trunk = (torchvision.models.alexnet() if net == "alex" else torchvision.models.vgg16()).features
         trunk = trunk.to_empty(device="cpu")
@@ -130,7 +131,8 @@ class CLIPImageSimilarity(nn.Module):
 
         self.weights = Path(weights).expanduser() if weights is not None else None
         if self.weights is not None and not self.weights.is_file():
-            raise UserError(f"CLIP weights not found: {self.weights}; set weights.clip to a local open_clip file")
+            raise UserError(f"CLIP weights not found: {self.weights}; set multiview.clip.weights to a local open_clip "
+                            "file")
         self.model_name = model if isinstance(model, str) else "config"
         self.embedder = CLIPImageEmbedder(model, weights=self.weights)
         self.requires_grad_(False)

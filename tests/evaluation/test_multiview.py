@@ -91,7 +91,7 @@ def test_lpips_refuses_images_too_small_for_its_network(lpips_net):
 
 def test_lpips_weight_errors_name_the_file(lpips_files, tmp_path):
     backbone, heads = lpips_files
-    with pytest.raises(UserError, match="weights.lpips_heads"):
+    with pytest.raises(UserError, match="LPIPS head weights not found: .*multiview.lpips.head_weights"):
         LPIPS("alex", backbone, tmp_path / "missing.pth")
     with pytest.raises(UserError, match="does not hold torchvision vgg features"):
         LPIPS("vgg", backbone, heads)
@@ -100,6 +100,11 @@ def test_lpips_weight_errors_name_the_file(lpips_files, tmp_path):
         LPIPS("alex", backbone, tmp_path / "partial.pth")
     with pytest.raises(UserError, match="unknown LPIPS network"):
         LPIPS("squeeze", backbone, heads)
+
+
+def test_missing_clip_weights_name_their_key(tmp_path):
+    with pytest.raises(UserError, match="multiview.clip.weights"):
+        CLIPImageSimilarity(TINY_CLIP, weights=tmp_path / "missing.safetensors")
 
 
 def test_clip_similarity_loads_local_weights(clip_weights):
