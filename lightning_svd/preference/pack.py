@@ -131,11 +131,27 @@ class StudyPack:
             path = resolve_inside(root, entry["path"])
             if path.suffix.lower() != ".mp4":
                 raise UserError(f"{manifest_path}: video {entry['path']!r} must be an H.264 .mp4 file")
+            _check_h264(path, entry["path"])
             videos[(arm, prompt_id)] = PackVideo(arm, prompt_id, entry["path"], path)
         return videos
 
     def prompt_text(self, prompt_id: str) -> str:
         return next(p.text for p in self.prompts if p.id == prompt_id)
+
+
+def _check_h264(path: Path, listed: str) -> None:
+    """Browsers play H.264 in MP4 everywhere; other codecs would fail on the raters' screens, so fail here."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.video
+            codec = streams[0].codec_context.name if streams else None
+    except (av.FFmpegError, OSError) as error:
+        raise UserError(f"video {listed!r} of the study pack is not a readable MP4 ({error})") from None
+    if codec != "h264":
+        raise UserError(f"video {listed!r} of the study pack is {codec or 'without a video stream'}, not H.264; "
+                        "re-encode it, e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p -movflags +faststart OUT")
 
 
 def _check_text(value, prompt_id) -> str:

@@ -4,6 +4,7 @@ import json
 import os
 
 import av
+import numpy as np
 import pytest
 
 from lightning_svd.errors import UserError
@@ -72,6 +73,22 @@ def test_symlink_leaving_the_pack_is_refused(pack_dir, tmp_path):
         StudyPack.load(pack_dir)
 
 
+def test_videos_that_browsers_cannot_play_are_refused(pack_dir):
+    target = pack_dir / "videos" / "mpeg4.mp4"
+    with av.open(str(target), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        container.mux(stream.encode(None))
+    rewrite_manifest(pack_dir, lambda m: m["videos"][0].update(path="videos/mpeg4.mp4"))
+    with pytest.raises(UserError, match="'videos/mpeg4.mp4' of the study pack is mpeg4, not H.264; re-encode"):
+        StudyPack.load(pack_dir)
+    target.write_bytes(b"not a video")
+    with pytest.raises(UserError, match="not a readable MP4"):
+        StudyPack.load(pack_dir)
+
+
 def test_missing_pack_and_unreadable_manifest(tmp_path):
     with pytest.raises(UserError, match="study.pack=DIR"):
         StudyPack.load(None)
@@ -83,8 +100,6 @@ def test_missing_pack_and_unreadable_manifest(tmp_path):
 
 
 def test_written_pack_loads_and_plays_back(tmp_path):
-    import numpy as np
-
     from lightning_svd.preference.pack import StudyPack, write_pack
     from lightning_svd.video import read_frames
 
