@@ -286,16 +286,20 @@ def _read_diffusers_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{folder} has no weights: expected one of {list(DIFFUSERS_WEIGHT_FILES)}")
 
 
-def load_autoencoder(path: str | Path, preset: str | None = None, **overrides) -> AutoencoderKL:
+def load_autoencoder(
+    path: str | Path, preset: str | None = None, dtype: torch.dtype | None = torch.float32, **overrides
+) -> AutoencoderKL:
     """Build the autoencoder a weight file describes and load it strictly.
 
     Without `preset` the architecture (temporal or plain decoder, widths, quant convs) is read from the
     file; with one, that preset is built and the file must fit it. `overrides` set any
     `AutoencoderConfig` field (e.g. `decode_chunk_size`). The GroupNorm group count and the latent scale
     are invisible in tensors: they come from a diffusers config.json, else the SD defaults (32, 0.18215),
-    unless overridden.
+    unless overridden. dtype None keeps the file's floating dtype.
     """
     state_dict, file_options = read_autoencoder_weights(path)
+    if dtype is None:
+        dtype = next((v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)
     if preset is None:
         base = AutoencoderConfig(**infer_autoencoder_config(state_dict))
     elif preset in AUTOENCODER_PRESETS:
@@ -306,7 +310,7 @@ def load_autoencoder(path: str | Path, preset: str | None = None, **overrides) -
         config = configure(base, **{**file_options, **overrides})
     except ValueError as error:
         raise CheckpointError(f"{path}: {error}") from error
-    model = AutoencoderKL(config)
+    model = AutoencoderKL(config).to(dtype)
     kind = "temporal-decoder autoencoder" if config.temporal_decoder else "image autoencoder"
     load_strict(model, state_dict, str(path), f"{kind} ({preset or 'inferred'} config)")
     return model

@@ -198,3 +198,29 @@ def test_wrong_files_raise_one_error_listing_missing_unexpected_and_misshaped(tm
         load_autoencoder(tmp_path / "unet_folder")
     with pytest.raises(CheckpointError, match="not found"):
         load_autoencoder(tmp_path / "missing.safetensors")
+
+
+def test_convert_command_moves_an_svd_vae_between_diffusers_and_the_official_file(diffusers_temporal, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from lightning_svd.models.convert import main as convert_main
+
+    reference, folder = diffusers_temporal
+    pipeline = tmp_path / "pipeline"
+    reference.save_pretrained(pipeline / "vae")
+    official = tmp_path / "svd.safetensors"
+    common = ["--model", "autoencoder", "--dtype", "float16"]
+    assert convert_main([str(pipeline), str(official), "--to", "official", *common]) == 0
+    tensors = load_file(official)
+    assert all(k.startswith("first_stage_model.") for k in tensors)
+    assert {t.dtype for t in tensors.values()} == {torch.float16}
+    assert convert_main([str(official), str(tmp_path / "vae"), "--to", "diffusers", *common[:2]]) == 0
+    assert "temporal-decoder autoencoder" in capsys.readouterr().out
+    again = diffusers.AutoencoderKLTemporalDecoder.from_pretrained(tmp_path / "vae", torch_dtype=torch.float16)
+    assert all(torch.equal(v.half(), again.state_dict()[k]) for k, v in reference.state_dict().items())
+
+    vae = ["--model", "autoencoder"]
+    assert convert_main([str(official), str(tmp_path / "vae.ckpt"), "--to", "official", *vae]) == 2
+    assert convert_main([str(tmp_path / "none"), str(tmp_path / "x"), "--to", "diffusers", *vae]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "are .safetensors" in errors[0] and "not found" in errors[1]
