@@ -3,14 +3,18 @@
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from lightning_svd.cli import main
-from lightning_svd.stages import load_stage
+from lightning_svd.config import load_config
+from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights, load_stage
 
-from .tiny import tiny_run
+from .tiny import FAST, tiny_run
 
 # (experiment, the earlier stage it starts from, overrides)
 CHAIN = [
@@ -50,13 +54,35 @@ def test_stage_trains_two_steps_and_loads_its_parent(chain, experiment, parent):
 
 
 def test_chained_weights_come_from_the_parents_ema(chain):
-    """A spatial weight the video stage copied from the image stage equals the image stage's EMA value."""
+    """A weight the video stage takes from the image stage is the image stage's EMA value, under both its names."""
     root, _ = chain
     parent = torch.load(root / "pretrain_image_edm" / "checkpoints" / "last.ckpt", weights_only=False)
-    child_init = load_stage(root / "pretrain_video")
-    key = "unet.input_blocks.0.0.weight"
-    assert key in parent["ema"]["shadow"]
-    assert child_init.unet.input_blocks[0][0].weight.shape == parent["ema"]["shadow"][key].shape
+    key = "unet.out.2.weight"
+    shadow = parent["ema"]["shadow"][key]
+    assert not torch.equal(shadow, parent["state_dict"][key])
+    cfg = load_config("pretrain_video", "tiny", [*FAST, "train.num_frames=2"])
+    child = STAGES[cfg.train.name](stage=OmegaConf.to_container(cfg.train, resolve=True))
+    counts = load_init_weights(child, root / "pretrain_image_edm")
+    assert counts["new"] > 0  # the temporal layers the image stage never had
+    state = child.state_dict()
+    assert torch.equal(state[key], shadow) and torch.equal(state["denoiser.network.out.2.weight"], shadow)
+
+
+def test_init_from_a_checkpoint_file_keeps_the_parents_motion_buckets(chain, clip_table, tmp_path):
+    """The bucket map is part of the model: a stage seeded from another keeps it even on a table whose flow differs."""
+    root, results = chain
+    rows = pq.read_table(clip_table).to_pylist()
+    for row in rows:
+        row["flow_score"] = row["flow_score"] * 10.0 + 1.0
+    faster = tmp_path / "faster.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), faster)
+    parent_file = root / "finetune_t2v_hq" / "checkpoints" / "last.ckpt"
+    result = tiny_run("i2v", tmp_path / "i2v", faster, "train.num_frames=2", f"init_from={parent_file}")
+    assert result["init_weights"]["copied"] > 100
+    assert result["motion_buckets"] == results["finetune_t2v_hq"]["motion_buckets"]
+    assert result["motion_buckets"] != MotionBuckets.calibrate([r["flow_score"] for r in rows]).to_dict()
+    saved = torch.load(tmp_path / "i2v" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["hyper_parameters"]["motion_buckets"] == result["motion_buckets"]
 
 
 def test_i2v_grew_the_input_conv_with_zeroed_new_channels(chain):
