@@ -4,7 +4,9 @@ Chaining stages changes shapes: image -> video adds temporal layers, text -> ima
 input (noisy + conditioning latent) and the vector conditioning. `load_init_weights` copies every tensor
 that fits, copies the overlapping block of a tensor that grew (new input channels and vector columns start at
 zero, so the new conditioning starts switched off) and leaves new layers as initialised. The earlier stage's
-EMA weights are used where it kept them.
+EMA weights are used where it kept them. A stage can also start from released weights: an official single file
+(`.safetensors` with `model.diffusion_model.*` and `first_stage_model.*`, e.g. the SVD release) seeds its UNet
+and autoencoder.
 """
 
 from pathlib import Path
@@ -12,6 +14,9 @@ from pathlib import Path
 import torch
 
 from lightning_svd.errors import UserError
+from lightning_svd.models.state_dict_io import read_state_dict
+
+OFFICIAL_MODELS = {"model.diffusion_model.": ("unet.", "denoiser.network."), "first_stage_model.": ("autoencoder.",)}
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -70,10 +75,36 @@ def _source_key(key: str, source: dict) -> str | None:
     return plain if plain in source else None
 
 
+def is_official_file(path: str | Path) -> bool:
+    """A released single file (safetensors) rather than a stage checkpoint (.ckpt or run dir)."""
+    return Path(path).expanduser().suffix == ".safetensors"
+
+
+def official_stage_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The UNet and autoencoder tensors of an official single file, under the names a stage gives them."""
+    weights = {}
+    for key, tensor in read_state_dict(Path(path).expanduser()).items():
+        for prefix, stage_prefixes in OFFICIAL_MODELS.items():
+            if key.startswith(prefix):
+                weights.update({p + key[len(prefix) :]: tensor for p in stage_prefixes})
+    if not weights:
+        raise UserError(f"{path} holds neither 'model.diffusion_model.*' nor 'first_stage_model.*' tensors; "
+                        "init_from takes a stage checkpoint, a training run dir or an official single file")
+    return weights
+
+
+def stored_motion_buckets(path: str | Path) -> dict | None:
+    """The motion-bucket map a stage checkpoint was trained with (None for released weights)."""
+    if is_official_file(path):
+        return None
+    return read_checkpoint(path)["hyper_parameters"].get("motion_buckets")
+
+
 @torch.no_grad()
 def load_init_weights(stage: torch.nn.Module, path: str | Path) -> dict[str, int]:
-    """Seed `stage` from another stage's checkpoint; returns counts of copied / grown / new / dropped tensors."""
-    source = averaged_state_dict(read_checkpoint(path))
+    """Seed `stage` from another stage's checkpoint or an official single file; returns counts of copied / grown /
+    new / dropped tensors."""
+    source = official_stage_weights(path) if is_official_file(path) else averaged_state_dict(read_checkpoint(path))
     target = stage.state_dict()
     counts = {"copied": 0, "grown": 0, "new": 0, "dropped": 0}
     used = set()

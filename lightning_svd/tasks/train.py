@@ -3,7 +3,8 @@
 `trainer.*` passes straight to `lightning.Trainer`; TensorBoard logs go to `<run_dir>/tensorboard` and
 checkpoints to `<run_dir>/checkpoints` (`last.ckpt` every `train.checkpoint_every_n_steps` and at the end).
 With `resume=true` a run dir holding `checkpoints/last.ckpt` continues from it; `init_from=` seeds a new
-stage from an earlier one. The DataModule shards by rank itself, so Lightning's sampler replacement is off.
+stage from an earlier one (or from released weights: an official single file). The DataModule shards by rank
+itself, so Lightning's sampler replacement is off.
 """
 
 import time
@@ -21,7 +22,7 @@ from data_modules.corpus_table import write_corpus_clip_table
 from data_modules.multiview import multiview_datamodule
 from lightning_svd.errors import UserError
 from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights
-from lightning_svd.stages.checkpoints import read_checkpoint
+from lightning_svd.stages.checkpoints import stored_motion_buckets
 from lightning_svd.synthetic import CorpusSpec, ensure_corpus
 
 
@@ -60,7 +61,7 @@ def clip_table(cfg, ctx) -> Path:
 def motion_buckets(cfg, table: Path) -> MotionBuckets:
     """Keep the buckets of the stage we start from (their meaning is part of that model), else calibrate."""
     if cfg.init_from:
-        stored = read_checkpoint(cfg.init_from)["hyper_parameters"].get("motion_buckets")
+        stored = stored_motion_buckets(cfg.init_from)
         if stored:
             return MotionBuckets.from_dict(stored)
     return MotionBuckets.calibrate([row.get("flow_score") for row in read_clip_table(table)])

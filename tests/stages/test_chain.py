@@ -12,6 +12,7 @@ from PIL import Image
 
 from lightning_svd.cli import main
 from lightning_svd.config import load_config
+from lightning_svd.errors import UserError
 from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights, load_stage
 
 from .tiny import FAST, tiny_run
@@ -162,3 +163,39 @@ def test_sample_task_names_the_input_a_checkpoint_needs(chain, tmp_path, capsys,
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and last_line.startswith("error: ") and message in last_line
     assert not list((tmp_path / "out").glob("*.mp4"))
+
+
+def test_a_stage_starts_from_released_weights_in_an_official_single_file(chain, clip_table, tmp_path):
+    """`init_from=svd.safetensors`: the UNet (under both its names) and the autoencoder come from the file."""
+    from lightning_svd.models.state_dict_io import write_state_dict
+
+    root, _ = chain
+    released = load_stage(root / "i2v")
+    with released.ema_weights():
+        unet = {k: v.clone() for k, v in released.unet.state_dict().items()}
+    tensors = {f"model.diffusion_model.{k}": v for k, v in unet.items()}
+    tensors["first_stage_model.mix.weight"] = released.autoencoder.mix.weight * 2.0
+    tensors["conditioner.embedders.0.open_clip.model.visual.proj"] = torch.zeros(2)
+    official = write_state_dict(tensors, tmp_path / "svd_tiny.safetensors")
+
+    cfg = load_config("camera_lora", "tiny", [*FAST, "train.num_frames=2"])
+    stage = STAGES[cfg.train.name](stage=OmegaConf.to_container(cfg.train, resolve=True))
+    counts = load_init_weights(stage, official)
+    fresh = sum(".lora_" in k or k.startswith("conditioner.") for k in stage.state_dict())  # towers: open_clip file
+    assert counts["copied"] == 2 * len(unet) + 1 and counts["new"] == fresh and counts["dropped"] == 0
+    state = stage.state_dict()
+
+    def stage_key(name: str) -> str:
+        """The stage's name of a released UNet tensor (LoRA wraps its targets' weights as `.base.`)."""
+        module, leaf = name.rsplit(".", 1)
+        return f"unet.{name}" if f"unet.{name}" in state else f"unet.{module}.base.{leaf}"
+
+    assert all(torch.equal(state[stage_key(name)], value) for name, value in unet.items())
+    assert torch.equal(stage.autoencoder.mix.weight, tensors["first_stage_model.mix.weight"])
+
+    result = tiny_run("i2v", tmp_path / "i2v", clip_table, "train.num_frames=2", f"init_from={official}")
+    assert result["steps"] == 2 and result["init_weights"]["copied"] == 2 * len(unet) + 1
+
+    write_state_dict({"cond_stage_model.x": torch.zeros(1)}, tmp_path / "text_only.safetensors")
+    with pytest.raises(UserError, match="neither 'model.diffusion_model"):
+        load_init_weights(stage, tmp_path / "text_only.safetensors")
