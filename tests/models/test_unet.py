@@ -142,3 +142,17 @@ def test_chunked_temporal_attention_matches_unchunked(monkeypatch):
     chunked = unet(x, c_noise, context, y, num_frames=frames)
     assert len(calls) - unchunked_calls > unchunked_calls
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_temporal_transformer_extra_feed_forward_is_optional_and_read_from_weights(tmp_path):
+    from lightning_svd.models import load_unet, save_unet_official
+
+    with_ff, without = build_unet("tiny"), randomised(build_unet("tiny", extra_ff_mix_layer=False))
+    assert any(".time_stack.0.ff_in." in name for name in with_ff.state_dict())
+    assert not any(".ff_in." in name or ".norm_in." in name for name in without.state_dict())
+    x, c_noise, context, y, frames = tiny_inputs(without)
+    with torch.no_grad():
+        expected = without(x, c_noise, context, y, num_frames=frames)
+        loaded = load_unet(save_unet_official(without, tmp_path / "no_ff.safetensors"))
+        assert loaded.config.extra_ff_mix_layer is False
+        assert torch.equal(loaded(x, c_noise, context, y, num_frames=frames), expected)
