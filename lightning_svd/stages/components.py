@@ -78,7 +78,7 @@ def build_stage_autoencoder(cfg: Mapping) -> nn.Module:
         model.latent_channels = model.config.latent_channels
         model.downsampling_factor = model.config.downsampling_factor
     else:
-        raise ValueError(f"stage.autoencoder.kind must be space_to_depth or kl, got {kind!r}")
+        raise ValueError(f"train.autoencoder.kind must be space_to_depth or kl, got {kind!r}")
     return model.eval().requires_grad_(False)
 
 

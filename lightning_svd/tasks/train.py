@@ -86,7 +86,10 @@ def build_stage(cfg, buckets: MotionBuckets):
     if name not in STAGES:
         raise UserError(f"unknown train.name '{name}'; valid stages: {', '.join(STAGES)}")
     stage_cfg = OmegaConf.to_container(cfg.train, resolve=True)
-    return STAGES[name](stage=stage_cfg, motion_buckets=buckets.to_dict(), seed=int(cfg.seed))
+    try:
+        return STAGES[name](stage=stage_cfg, motion_buckets=buckets.to_dict(), seed=int(cfg.seed))
+    except ValueError as error:  # bad train.* values, and weight files that do not fit (CheckpointError)
+        raise UserError(f"cannot build the {name} stage from train.*: {' '.join(str(error).split())}") from None
 
 
 def build_trainer(cfg, ctx, callbacks=()) -> tuple[L.Trainer, Throughput]:

@@ -160,3 +160,20 @@ def test_trainer_settings_that_cannot_run_fail_with_one_line(tmp_path, clip_tabl
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and last_line.startswith("error: ") and message in last_line
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.unet.preset=huge", "cannot build the text_to_video stage from train.*: unknown UNet preset 'huge'"),
+        ("train.autoencoder.kind=vqgan", "train.autoencoder.kind must be space_to_depth or kl, got 'vqgan'"),
+        ("train.text.layer=middle", "layer must be one of ('last', 'penultimate'), got 'middle'"),
+        ("train.unet.weights=/nonexistent/unet.safetensors", "UNet weights not found: /nonexistent/unet.safetensors"),
+    ],
+)
+def test_bad_stage_settings_fail_with_one_line(tmp_path, clip_table, capsys, override, message):
+    from lightning_svd.cli import main
+
+    code = main(["experiment=pretrain_video", f"run_dir={tmp_path}", f"train.data.table={clip_table}", override])
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last_line.startswith("error: ") and message in last_line
