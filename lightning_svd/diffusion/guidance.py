@@ -1,7 +1,8 @@
 """Classifier-free guidance: each guider prepares the model batch and combines the model's outputs.
 
 CFG (Ho & Salimans 2022; SVD eq. 5): D^w = w D(x; c) - (w - 1) D(x; u) = D_u + w (D_c - D_u). The
-conditional and unconditional passes share one doubled batch [uncond, cond] along the row axis.
+conditional and unconditional passes share one doubled batch [uncond, cond] along the row axis; `combine` also
+sees the model inputs `prepare` made (their `num_frames` is the clip length being sampled).
 """
 
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ class NoGuidance:
     ) -> tuple[torch.Tensor, torch.Tensor, Cond]:
         return x, level, cond
 
-    def combine(self, output: torch.Tensor) -> torch.Tensor:
+    def combine(self, output: torch.Tensor, cond: Cond | None = None) -> torch.Tensor:
         return output
 
 
@@ -41,7 +42,7 @@ class VanillaCFG:
     ) -> tuple[torch.Tensor, torch.Tensor, Cond]:
         return double_batch(x, level, cond, uncond)
 
-    def combine(self, output: torch.Tensor) -> torch.Tensor:
+    def combine(self, output: torch.Tensor, cond: Cond | None = None) -> torch.Tensor:
         uncond_out, cond_out = output.chunk(2)
         return uncond_out + self.scale * (cond_out - uncond_out)
 
@@ -50,31 +51,36 @@ class VanillaCFG:
 class LinearFrameCFG:
     """SVD's image-to-video guider: frame t of T gets scale linspace(min_scale, max_scale, T)[t].
 
+    T is the length of the clips being sampled (the model inputs' `num_frames`), so the ramp spans the frames
+    generated whatever the model was trained on; `num_frames` is the fallback for models called without it.
     Released defaults: 1.0 -> 2.5 for 14 frames (svd), 1.5 -> 3.0 for 25 frames (svd_xt). The first frame,
     which the conditioning image pins down, needs little guidance; later frames need more.
     """
 
-    def __init__(self, max_scale: float, num_frames: int, min_scale: float = 1.0):
+    def __init__(self, max_scale: float, num_frames: int | None = None, min_scale: float = 1.0):
         self.min_scale = min_scale
         self.max_scale = max_scale
         self.num_frames = num_frames
 
-    def frame_scales(self) -> torch.Tensor:
-        return torch.linspace(self.min_scale, self.max_scale, self.num_frames)
+    def frame_scales(self, num_frames: int | None = None) -> torch.Tensor:
+        frames = num_frames or self.num_frames
+        if not frames:
+            raise ValueError("linear_frames guidance needs the clip length: num_frames in the model inputs or guider")
+        return torch.linspace(self.min_scale, self.max_scale, frames)
 
     def prepare(
         self, x: torch.Tensor, level: torch.Tensor, cond: Cond, uncond: Cond | None
     ) -> tuple[torch.Tensor, torch.Tensor, Cond]:
         return double_batch(x, level, cond, uncond)
 
-    def combine(self, output: torch.Tensor) -> torch.Tensor:
+    def combine(self, output: torch.Tensor, cond: Cond | None = None) -> torch.Tensor:
         uncond_out, cond_out = output.chunk(2)
-        rows = uncond_out.shape[0]
-        if rows % self.num_frames:
-            raise ValueError(f"{rows} frame rows is not a whole number of {self.num_frames}-frame clips")
-        clip_shape = (rows // self.num_frames, self.num_frames) + tuple(uncond_out.shape[1:])
-        scales = self.frame_scales().to(output.device, output.dtype)
-        scales = scales.reshape(1, self.num_frames, *([1] * (uncond_out.ndim - 1)))
+        scales = self.frame_scales((cond or {}).get("num_frames")).to(output.device, output.dtype)
+        frames, rows = len(scales), uncond_out.shape[0]
+        if rows % frames:
+            raise ValueError(f"{rows} frame rows is not a whole number of {frames}-frame clips")
+        clip_shape = (rows // frames, frames) + tuple(uncond_out.shape[1:])
+        scales = scales.reshape(1, frames, *([1] * (uncond_out.ndim - 1)))
         uncond_clips = uncond_out.reshape(clip_shape)
         guided = uncond_clips + scales * (cond_out.reshape(clip_shape) - uncond_clips)
         return guided.reshape(uncond_out.shape)
@@ -109,6 +115,6 @@ def guided(
 
     def denoise(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         model_x, model_level, model_cond = guider.prepare(x, level, cond, uncond)
-        return guider.combine(model(model_x, model_level, model_cond))
+        return guider.combine(model(model_x, model_level, model_cond), model_cond)
 
     return denoise

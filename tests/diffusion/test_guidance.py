@@ -49,6 +49,21 @@ def test_linear_frame_cfg_rejects_rows_that_are_not_whole_clips():
         LinearFrameCFG(max_scale=2.5, num_frames=14).combine(torch.zeros(2 * 13, 4))
 
 
+def test_linear_frame_ramp_spans_the_frames_being_sampled():
+    """Configured for 14 frames (svd), sampling 5-frame clips: the ramp is linspace(1, 2.5, 5) over each clip."""
+    guider = LinearFrameCFG(max_scale=2.5, num_frames=14)
+
+    def model(x, level, cond):
+        return torch.cat([torch.zeros_like(x[:10]), torch.ones_like(x[10:])])  # uncond 0, cond 1
+
+    cond = {"num_frames": 5, "y": torch.zeros(10, 1)}
+    out = guided(model, guider, cond, {"num_frames": 5, "y": torch.ones(10, 1)})(torch.zeros(10, 2), torch.ones(10))
+    ramp = torch.linspace(1.0, 2.5, 5)
+    torch.testing.assert_close(out[:, 0], torch.cat([ramp, ramp]))
+    with pytest.raises(ValueError, match="needs the clip length"):
+        LinearFrameCFG(max_scale=2.5).combine(torch.zeros(4, 1))
+
+
 def test_no_guidance_runs_the_conditional_model_once():
     calls = []
 

@@ -1,4 +1,5 @@
-"""Every stage experiment trains two tiny steps through the train task and seeds the next stage (init_from)."""
+"""Every stage experiment trains two steps in its tiny profile through the train task and seeds the next stage
+(init_from); the sample task generates from the checkpoints."""
 
 import json
 
@@ -17,15 +18,15 @@ from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights, load_
 
 from .tiny import FAST, tiny_run
 
-# (experiment, the earlier stage it starts from, overrides)
+# (experiment, the earlier stage it starts from, overrides); sizes are each experiment's tiny profile.
 CHAIN = [
     ("pretrain_image_edm", None, ["train.time_embedding_only_steps=1"]),
-    ("pretrain_video", "pretrain_image_edm", ["train.num_frames=2"]),
-    ("finetune_t2v_hq", "pretrain_video", ["train.num_frames=2"]),
-    ("ablation_proxy", "pretrain_video", ["train.num_frames=2"]),
-    ("i2v", "finetune_t2v_hq", ["train.num_frames=2"]),
-    ("frame_interpolation", "finetune_t2v_hq", ["train.num_frames=3"]),
-    ("camera_lora", "i2v", ["train.num_frames=2", "train.data.camera_motion=pan"]),
+    ("pretrain_video", "pretrain_image_edm", []),
+    ("finetune_t2v_hq", "pretrain_video", []),
+    ("ablation_proxy", "pretrain_video", []),
+    ("i2v", "finetune_t2v_hq", []),
+    ("frame_interpolation", "finetune_t2v_hq", []),
+    ("camera_lora", "i2v", ["train.data.camera_motion=pan"]),
 ]
 
 
@@ -35,7 +36,7 @@ def chain(tmp_path_factory, clip_table):
     results = {}
     for experiment, parent, overrides in CHAIN:
         init = [f"init_from={root / parent}"] if parent else []
-        results[experiment] = tiny_run(experiment, root / experiment, clip_table, *overrides, *init)
+        results[experiment] = tiny_run(experiment, root / experiment, clip_table, *overrides, *init, fast=False)
     return root, results
 
 
@@ -131,7 +132,7 @@ def test_sample_task_animates_an_image_with_an_image_to_video_checkpoint(chain, 
                  "sampling.steps=2", "sampling.count=2", "sampling.num_frames=3"])
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["stage"] == "image_to_video" and results["frames"] == 3 and results["size"] == [16, 16]
+    assert results["stage"] == "image_to_video" and results["frames"] == 3 and results["size"] == [32, 32]
     assert [v["mp4"] for v in results["videos"]] == ["sample_00.mp4", "sample_01.mp4"]
     assert gif_frames(out / "sample_01.gif") == 3
 
@@ -145,7 +146,7 @@ def test_sample_task_interpolates_between_two_images(chain, tmp_path):
                  f"image={first}", f"image_last={last}", "sampling.steps=2"])
     assert code == 0
     assert json.loads((out / "results.json").read_text())["image_last"] == last
-    assert gif_frames(out / "sample_00.gif") == 3
+    assert gif_frames(out / "sample_00.gif") == 5  # the tiny interpolation stage: 2 given + 3 predicted
 
 
 @pytest.mark.parametrize(
