@@ -69,7 +69,8 @@ class SpaceToDepthAutoencoder(nn.Module):
 
 
 def build_stage_autoencoder(cfg: Mapping) -> nn.Module:
-    """`kind: space_to_depth` (with `factor` and `scale`) or `kind: kl` (from `weights`, else a fresh `preset`); frozen."""
+    """`kind: space_to_depth` (with `factor` and `scale`) or `kind: kl` (from `weights`, else a fresh `preset`);
+    frozen."""
     kind = cfg["kind"]
     if kind == "space_to_depth":
         model = SpaceToDepthAutoencoder(int(cfg["factor"]), scale=float(cfg.get("scale", 1.0)))
