@@ -43,7 +43,7 @@ def honest_notes(arms: list[dict], extractor_comparable: bool, extractor_reason:
     spread."""
     notes = []
     for key, label in (("degraded_share", "the share of planted-degraded clips"), ("fvd", "FVD"),
-                       ("final_loss", "the final training loss")):
+                       ("final_loss", "the final training loss (mean over the last 20 % of steps)")):
         values = [a[key] for a in arms]
         if len(values) < 2 or any(v is None for v in values):
             continue
@@ -90,8 +90,9 @@ def render_markdown(results: dict, notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def last_logged(tensorboard_dir: Path, tag: str) -> float | None:
-    """The last value of a scalar in a TensorBoard folder (a resumed run that had no step left logs none)."""
+def final_logged_mean(tensorboard_dir: Path, tag: str, last_fraction: float = 0.2) -> float | None:
+    """The mean of a scalar over the last `last_fraction` of its logged steps: one batch's loss swings with its
+    noise levels and clips, the mean over the end of training is what an arm's data changed."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not tensorboard_dir.is_dir():
@@ -100,7 +101,10 @@ def last_logged(tensorboard_dir: Path, tag: str) -> float | None:
     events.Reload()
     if tag not in events.Tags()["scalars"]:
         return None
-    return round(float(events.Scalars(tag)[-1].value), 6)
+    scalars = events.Scalars(tag)
+    last_step = scalars[-1].step
+    start = last_step - last_fraction * last_step
+    return round(float(np.mean([s.value for s in scalars if s.step >= start])), 6)
 
 
 def write_hparams(writer, results: dict) -> None:

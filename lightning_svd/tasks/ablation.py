@@ -36,8 +36,8 @@ from lightning_svd.ablation.evaluate import ArmEvaluator, frame_difference, real
 from lightning_svd.ablation.job import SAMPLES, TRAINED, train_and_sample, write_job
 from lightning_svd.ablation.summary import (
     arm_entry,
+    final_logged_mean,
     honest_notes,
-    last_logged,
     render_markdown,
     write_hparams,
     write_plot,
@@ -134,9 +134,9 @@ def evaluate_job(ctx, arm_name: str, seed: int, evaluator) -> dict:
     trained = json.loads((out / TRAINED).read_text())
     videos = np.load(out / SAMPLES)
     fvd = evaluator.fvd(videos) if evaluator is not None else None
-    final_loss = trained["final_loss"]
+    final_loss = final_logged_mean(out / "tensorboard", "train/loss")
     if final_loss is None:
-        final_loss = last_logged(out / "tensorboard", "train/loss")
+        final_loss = trained["final_loss"]
     record = {"arm": arm_name, "seed": seed, "train_steps": trained["train_steps"], "final_loss": final_loss,
               "fvd": None if fvd is None else round(fvd["fvd"], 6), "fvd_detail": fvd,
               "num_generated": len(videos), "checkpoint": trained["checkpoint"],

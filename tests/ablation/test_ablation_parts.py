@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from PIL import Image
 
 from data_modules.arms import combined_filter
@@ -42,7 +43,8 @@ def test_notes_say_when_a_move_is_not_monotonic_or_within_the_seed_spread():
     notes = honest_notes(arms, extractor_comparable=False, extractor_reason="random weights")
     assert any(n.startswith("As the removed fraction grows, FVD does not move monotonically") and "is within" in n
                for n in notes)
-    assert any("final training loss falls monotonically" in n and "exceeds" in n for n in notes)
+    assert any("final training loss (mean over the last 20 % of steps) falls monotonically" in n and "exceeds" in n
+               for n in notes)
     assert any("degraded clips falls monotonically" in n for n in notes)
     assert notes[-1].startswith("FVD features: random weights")
 
@@ -62,3 +64,16 @@ def test_every_ablation_experiment_loads_with_its_criterion():
         paper = load_config(f"ablation_{criterion}", "paper", check_paths=False)
         assert list(paper.ablation.proxy_overrides) == [] and paper.ablation.prompts.count == 64
         assert paper.ablation.sampling.steps == 50 and "ablation.fvd.i3d_torchscript.path" in paper.requires_paths
+
+
+def test_final_loss_is_the_mean_over_the_last_fifth_of_the_logged_steps(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lightning_svd.ablation.summary import final_logged_mean
+
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(0, 101, 10):
+        writer.add_scalar("train/loss", 1.0 if step < 80 else step / 100, step)
+    writer.close()
+    assert final_logged_mean(tmp_path, "train/loss") == pytest.approx((0.8 + 0.9 + 1.0) / 3)
+    assert final_logged_mean(tmp_path, "train/other") is None and final_logged_mean(tmp_path / "no", "x") is None
