@@ -5,13 +5,10 @@ import json
 import pyarrow as pa
 import pytest
 import torch
-from test_ablation_task import OVERRIDES, TWO_STEPS
+from test_ablation_task import run_ablation
 
 from lightning_svd.ablation.variants import caption_arms
-from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
-from lightning_svd.run_context import create_run
-from lightning_svd.tasks import ablation
 
 ONE_SEED = ["ablation.seeds=[0]", "ablation.study.enabled=false"]
 
@@ -38,13 +35,7 @@ def test_a_caption_source_no_clip_has_is_an_error_naming_the_captioner():
 
 
 def run_variant(experiment: str, run_dir, *extra: str) -> dict:
-    cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *OVERRIDES, *ONE_SEED, *extra])
-    cfg.ablation.proxy_overrides.extend(TWO_STEPS)
-    ctx = create_run(cfg)
-    try:
-        return ablation.run(cfg, ctx)
-    finally:
-        ctx.close()
+    return run_ablation(run_dir, experiment, *ONE_SEED, *extra)
 
 
 def test_caption_ablation_trains_with_and_without_the_corpus_captions_in_two_worker_processes(tmp_path):
