@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         if print_config:
             print(OmegaConf.to_yaml(cfg, resolve=True), end="")
             return 0
-        from .tasks import get_task
+        from .tasks import check_task, get_task
 
         task = get_task(cfg.task)
+        check_task(cfg)
         from .run_context import create_run, seed_everything
 
         seed_everything(cfg.seed)

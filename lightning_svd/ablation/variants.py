@@ -21,13 +21,20 @@ NO_CAPTION = "none"  # the control arm: empty captions, so the proxy trains unco
 IMAGE_PRETRAINING = "image_pretraining"
 
 
-def caption_arms(table: pa.Table, sources: list[str]) -> list[Arm]:
-    """One arm per caption source, each sampling captions from that source alone."""
+def check_caption_sources(sources: list[str]) -> None:
     valid = [*CAPTION_COLUMNS, NO_CAPTION]
-    arms = []
+    if not sources:
+        raise UserError(f"ablation.captions.sources is empty; list caption sources from {valid}")
     for source in sources:
         if source not in valid:
             raise UserError(f"unknown caption source {source!r} in ablation.captions.sources; valid: {valid}")
+
+
+def caption_arms(table: pa.Table, sources: list[str]) -> list[Arm]:
+    """One arm per caption source, each sampling captions from that source alone."""
+    check_caption_sources(sources)
+    arms = []
+    for source in sources:
         if source != NO_CAPTION:
             column = CAPTION_COLUMNS[source]
             if column not in table.column_names or table[column].null_count == table.num_rows:

@@ -1,6 +1,7 @@
 """Tasks: the only layer that wires data, models, stages and callbacks together.
 
-Each task module has `run(cfg, ctx) -> dict`; an experiment picks one with its `task:` key.
+Each task module has `run(cfg, ctx) -> dict`; an experiment picks one with its `task:` key. A module may add
+`check(cfg)`, which the command line calls before it creates the run dir, so bad settings leave nothing behind.
 """
 
 import importlib
@@ -23,3 +24,10 @@ def get_task(name: str):
     if name not in TASKS:
         raise UserError(f"unknown task '{name}'; registered tasks: {', '.join(sorted(TASKS))}")
     return importlib.import_module(TASKS[name]).run
+
+
+def check_task(cfg) -> None:
+    """Run the task's own `check(cfg)`, if it has one (raises UserError on bad settings)."""
+    check = getattr(importlib.import_module(TASKS[cfg.task]), "check", None)
+    if check is not None:
+        check(cfg)

@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from data_modules.arms import random_subset, read_clip_table, threshold_arms
+from data_modules.arms import CRITERIA, random_subset, read_clip_table, threshold_arms
 from lightning_svd.ablation.data import (
     GroundTruth,
     cached_curation,
@@ -45,6 +45,7 @@ from lightning_svd.ablation.summary import (
 from lightning_svd.ablation.variants import (
     IMAGE_PRETRAINING,
     caption_arms,
+    check_caption_sources,
     image_init_arms,
     pretrained_image_model,
 )
@@ -176,11 +177,18 @@ def elo_from_votes(pack_root: Path) -> dict[str, float]:
     return {arm: round(entry["elo"], 2) for arm, entry in results["rankings"][AGGREGATE]["arms"].items()}
 
 
-def check_section(section) -> None:
+def check(cfg) -> None:
+    """Settings that would fail after minutes of curation fail before anything is written."""
+    section = cfg.ablation
+    criteria = [*CRITERIA, *ORDERINGS]
+    if section.criterion not in criteria:
+        raise UserError(f"unknown ablation.criterion {section.criterion!r}; valid: {', '.join(criteria)}")
     if len(section.seeds) < 1:
         raise UserError("ablation.seeds must list at least one seed (two give the seed-to-seed spread)")
     if len(section.removed_fractions) < 1:
         raise UserError("ablation.removed_fractions must list at least one fraction, e.g. [0.0, 0.125, 0.25, 0.5]")
+    if section.criterion == "captions":
+        check_caption_sources([str(source) for source in section.captions.sources])
 
 
 ORDERINGS = {"curation": "From the uncurated to the curated arm",
@@ -204,7 +212,7 @@ def build_arms(cfg, ctx, subset, seed: int) -> list:
 
 
 def run(cfg, ctx) -> dict:
-    check_section(cfg.ablation)
+    check(cfg)
     threads = torch.get_num_threads()
     if cfg.ablation.torch_threads:
         torch.set_num_threads(int(cfg.ablation.torch_threads))
