@@ -87,8 +87,10 @@ class ClipDataset(Dataset):
         strides: Sequence[int],
         captions: CaptionSampler,
         motion_buckets: MotionBuckets,
+        cache_clips: bool = False,
     ):
         self.num_frames, self.height, self.width = num_frames, height, width
+        self.cached_clips: dict[int, torch.Tensor] | None = {} if cache_clips else None
         self.strides = sorted(int(s) for s in strides)
         if not self.strides or self.strides[0] < 1:
             raise UserError(f"train.data.strides must be positive integers, got {list(strides)}")
@@ -114,19 +116,33 @@ class ClipDataset(Dataset):
         length = row["end_frame"] - row["start_frame"]
         stride = int(rng.choice([s for s in self.strides if self.span_needed(s) <= length]))
         start = row["start_frame"] + int(rng.integers(0, length - self.span_needed(stride) + 1))
-        frames = read_frames(row["video_path"], start, start + self.span_needed(stride), stride)
-        if len(frames) != self.num_frames:
-            raise UserError(
-                f"{row['video_path']} gave {len(frames)} of {self.num_frames} frames at {start}:{stride}; "
-                "its clip-table span is past the end of the video"
-            )
         return {
-            "video": resize_and_crop(frames, self.height, self.width),
+            "video": self.frames(index, start, stride),
             "txt": self.captions(row, rng),
             "fps_id": torch.tensor(float(row["fps"]) / stride - 1.0),
             "motion_bucket_id": torch.tensor(float(self.motion_buckets(row.get("flow_score")))),
             "clip_id": str(row["clip_id"]),
         }
+
+
+    def frames(self, index: int, start: int, stride: int) -> torch.Tensor:
+        """`num_frames` frames from `start` every `stride`, resized; from memory when clips are cached."""
+        row = self.rows[index]
+        if self.cached_clips is None:
+            frames = resize_and_crop(read_frames(row["video_path"], start, start + self.span_needed(stride), stride),
+                                     self.height, self.width)
+        else:
+            if index not in self.cached_clips:
+                clip = read_frames(row["video_path"], row["start_frame"], row["end_frame"])
+                self.cached_clips[index] = resize_and_crop(clip, self.height, self.width)
+            offset = start - row["start_frame"]
+            frames = self.cached_clips[index][offset : offset + self.span_needed(stride) : stride]
+        if len(frames) != self.num_frames:
+            raise UserError(
+                f"{row['video_path']} gave {len(frames)} of {self.num_frames} frames at {start}:{stride}; "
+                "its clip-table span is past the end of the video"
+            )
+        return frames
 
 
 class SeededSampler(Sampler):
@@ -177,8 +193,10 @@ class ClipDataModule(L.LightningDataModule):
         caption_probabilities: Mapping[str, float] | None = None,
         camera_motion: str | None = None,
         seed: int = 0,
+        cache_clips: bool = False,
     ):
         super().__init__()
+        self.cache_clips = cache_clips
         self.table = table
         self.num_frames, self.height, self.width = num_frames, height, width
         self.motion_buckets = motion_buckets
@@ -200,7 +218,7 @@ class ClipDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
             self.dataset = ClipDataset(self.rows(), self.num_frames, self.height, self.width, self.strides,
-                                       self.captions, self.motion_buckets)
+                                       self.captions, self.motion_buckets, self.cache_clips)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -9,6 +9,7 @@ import pyarrow as pa
 import torch
 
 from data_modules.clips import resize_and_crop
+from lightning_svd.ablation.data import clip_caption
 from lightning_svd.errors import UserError
 from lightning_svd.evaluation.extractors import build_extractor
 from lightning_svd.evaluation.fvd import FrechetVideoDistance, FVDProtocol, RealStatisticsCache
@@ -78,6 +79,23 @@ def frame_difference(videos: np.ndarray) -> float:
     return round(float(np.abs(np.diff(videos.astype(np.float32), axis=1)).mean()), 3)
 
 
+def as_uint8_videos(clips: torch.Tensor) -> np.ndarray:
+    """(B, T, 3, H, W) in [-1, 1] -> (B, T, H, W, 3) uint8, the layout and range of the samples."""
+    return ((clips + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+
+
 def real_frame_difference(windows: list[tuple[str, int]], num_frames: int, height: int, width: int) -> float:
-    clips = torch.cat(list(real_videos(windows, num_frames, height, width)))
-    return frame_difference(((clips + 1.0) * 127.5).round().permute(0, 1, 3, 4, 2).numpy())
+    return frame_difference(as_uint8_videos(torch.cat(list(real_videos(windows, num_frames, height, width)))))
+
+
+def prompt_real_clips(prompts: list[dict], real: pa.Table, num_frames: int, height: int, width: int) -> np.ndarray:
+    """The first window of the held-out clip each prompt was taken from (or of the first clips, for prompts from a
+    file) as (P, T, H, W, 3) uint8: what the samples of those prompts should look like."""
+    rows = real.to_pylist()
+    by_caption = {}
+    for row in rows:
+        by_caption.setdefault(clip_caption(row), row)
+    matched = [by_caption.get(p["text"]) for p in prompts]
+    chosen = matched if all(matched) else rows[:len(prompts)]
+    windows = [(row["video_path"], row["start_frame"]) for row in chosen]
+    return as_uint8_videos(torch.cat(list(real_videos(windows, num_frames, height, width))))

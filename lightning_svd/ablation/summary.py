@@ -87,6 +87,9 @@ def render_markdown(results: dict, notes: list[str]) -> str:
     lines += ["", "Notes:", *[f"- {note}" for note in notes]]
     if results.get("plot"):
         lines += ["", f"![FVD and degraded share per arm]({results['plot']})"]
+    if results.get("sample_grid"):
+        lines += ["", "One sample per prompt and arm (frames left to right), under the real clip of each prompt:", "",
+                  f"![Samples per arm]({results['sample_grid']})"]
     return "\n".join(lines) + "\n"
 
 
@@ -161,5 +164,27 @@ def write_plot(results: dict, path: Path, width: int = 720, height: int = 360) -
                 for y in (v - s, v + s):
                     draw.line((px - 4, at(x, y)[1], px + 4, at(x, y)[1]), fill=colour, width=1)
             draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=colour)
+    image.save(path)
+    return path
+
+
+def write_sample_grid(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 4, gap: int = 6,
+                      label_width: int = 170) -> Path:
+    """One labelled row per entry of `rows` ((label, (N, T, H, W, 3) uint8 videos)): each video's frames side by
+    side, videos separated by a gap, upscaled `scale` times without smoothing, so a reader sees what the proxies
+    learned next to the real clips."""
+    count = max(len(videos) for _, videos in rows)
+    frames, height, width = rows[0][1].shape[1:4]
+    cell_width = frames * width * scale
+    row_height = height * scale + gap
+    image = Image.new("RGB", (label_width + count * (cell_width + gap), len(rows) * row_height + gap), "white")
+    draw = ImageDraw.Draw(image)
+    for row, (label, videos) in enumerate(rows):
+        top = gap + row * row_height
+        draw.text((6, top + height * scale // 2 - 6), label, fill="black")
+        for column, video in enumerate(videos):
+            strip = Image.fromarray(np.concatenate(list(video), axis=1))
+            strip = strip.resize((cell_width, height * scale), Image.NEAREST)
+            image.paste(strip, (label_width + column * (cell_width + gap), top))
     image.save(path)
     return path

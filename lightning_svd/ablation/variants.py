@@ -7,6 +7,7 @@
   subset's frames, or a given checkpoint (the paper profile: SD 2.1 converted to a stage checkpoint).
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from omegaconf import OmegaConf
 
 from data_modules.arms import Arm
 from data_modules.clips import CAPTION_COLUMNS
+from lightning_svd.ablation.data import write_arm_table
 from lightning_svd.errors import UserError
 
 NO_CAPTION = "none"  # the control arm: empty captions, so the proxy trains unconditionally
@@ -52,8 +54,13 @@ def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
             Arm("image_init_on", "image_init", 0.0, None, table, (f"init_from={image_checkpoint}",))]
 
 
-def pretrained_image_model(cfg, ctx, table: Path, seed: int) -> str:
-    """`ablation.image_init.checkpoint`, or an image-only proxy trained once on `table` (resumed if interrupted)."""
+def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
+    """`ablation.image_init.checkpoint`, or the image-only proxy trained on `subset`'s frames.
+
+    The trained model is cached under `cache_dir`, keyed by the subset's clips, the image recipe and the seed, so
+    every later ablation of the same subset reuses it (as every paper arm reuses SD 2.1); an interrupted
+    pretraining resumes from its last checkpoint.
+    """
     from lightning_svd.config import load_config
     from lightning_svd.run_context import RunContext
     from lightning_svd.tasks import train
@@ -65,17 +72,23 @@ def pretrained_image_model(cfg, ctx, table: Path, seed: int) -> str:
             raise UserError(f"ablation.image_init.checkpoint {path} not found; give an image-stage checkpoint or "
                             "null to pretrain one on the subset")
         return str(path)
-    out = Path(ctx.run_dir) / IMAGE_PRETRAINING
+    image = load_config(cfg.ablation.proxy_experiment, cfg.profile,
+                        [*cfg.ablation.proxy_overrides, *section.pretrain_overrides], check_paths=False)
+    image.seed = seed
+    recipe = OmegaConf.to_container(image, resolve=True)
+    clips = "|".join(sorted(str(c) for c in subset.column("clip_id").to_pylist()))
+    key = hashlib.sha256(json.dumps([clips, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    out = Path(str(cfg.cache_dir)).expanduser() / IMAGE_PRETRAINING / key
     done = out / "done.json"
     if done.is_file():
+        ctx.log.info(f"reusing the cached image model {out}")
         return json.loads(done.read_text())["checkpoint"]
-    overrides = [*cfg.ablation.proxy_overrides, *section.pretrain_overrides]
-    image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
-    image.train.data.table, image.seed, image.run_dir = str(table), seed, str(out)
-    image.cache_dir, image.resume = cfg.cache_dir, True
     out.mkdir(parents=True, exist_ok=True)
+    image.train.data.table = str(write_arm_table(subset, out / "clips.parquet"))
+    image.run_dir, image.cache_dir, image.resume = str(out), cfg.cache_dir, True
     OmegaConf.save(image, out / "config.yaml", resolve=True)
-    ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy -> {out}")
+    ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on the subset's "
+                 f"frames, cached for later ablations -> {out}")
     trained = train.run(image, RunContext(out, ctx.log))
     partial = out / ".done.json.partial"
     partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"]}))

@@ -159,6 +159,8 @@ def build_diffusion(cfg: Mapping[str, Any] | None = None) -> Diffusion:
 def _override(base: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in user.items():
+        if value is None:  # an unset key keeps the preset's value
+            continue
         keeps_base_part = isinstance(value, Mapping) and "name" not in value and isinstance(base.get(key), Mapping)
         merged[key] = {**base[key], **value} if keeps_base_part else value
     return merged

@@ -1,6 +1,7 @@
 """Task `ablation`: the paper's curation ablations end to end (section 3, `ablation.*` in defaults.yaml).
 
-curation (cached) -> held-out clean real clips -> random subset (the paper's LVD-10M) -> the arms of
+curation (cached) -> held-out clean real clips -> random subset (the paper's LVD-10M) -> the image model every
+proxy starts from (SD 2.1 in the paper; tiny: an image-only proxy trained on the subset, cached) -> the arms of
 `ablation.criterion` (threshold arms per score, curated vs uncurated, caption sources, image init) -> per arm and
 seed: train the proxy (the `ablation.proxy_experiment` recipe) into `<run_dir>/arms/<arm>/seed<k>/`, sample the
 fixed prompts, FVD against the real clips -> one study pack of every arm's seed-0 samples under
@@ -16,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,12 @@ from lightning_svd.ablation.data import (
     heldout_split,
     write_arm_table,
 )
-from lightning_svd.ablation.evaluate import ArmEvaluator, frame_difference, real_frame_difference
+from lightning_svd.ablation.evaluate import (
+    ArmEvaluator,
+    frame_difference,
+    prompt_real_clips,
+    real_frame_difference,
+)
 from lightning_svd.ablation.job import SAMPLES, TRAINED, train_and_sample, write_job
 from lightning_svd.ablation.summary import (
     arm_entry,
@@ -41,9 +48,9 @@ from lightning_svd.ablation.summary import (
     render_markdown,
     write_hparams,
     write_plot,
+    write_sample_grid,
 )
 from lightning_svd.ablation.variants import (
-    IMAGE_PRETRAINING,
     caption_arms,
     check_caption_sources,
     image_init_arms,
@@ -55,6 +62,7 @@ from lightning_svd.errors import UserError
 DONE = "done.json"
 REPO = Path(__file__).resolve().parents[2]
 PLOT = "ablation.png"
+SAMPLE_GRID = "samples.png"
 
 
 def proxy_config(cfg, table: Path, seed: int, run_dir: Path, arm_overrides=()):
@@ -189,6 +197,10 @@ def check(cfg) -> None:
         raise UserError("ablation.removed_fractions must list at least one fraction, e.g. [0.0, 0.125, 0.25, 0.5]")
     if section.criterion == "captions":
         check_caption_sources([str(source) for source in section.captions.sources])
+    image_model_needed = section.criterion == "image_init" or section.image_init.every_arm
+    if cfg.profile == "paper" and image_model_needed and not section.image_init.checkpoint:
+        raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (an image-stage "
+                        "checkpoint), or set ablation.image_init.every_arm=false to train them from random weights")
 
 
 ORDERINGS = {"curation": "From the uncurated to the curated arm",
@@ -196,19 +208,27 @@ ORDERINGS = {"curation": "From the uncurated to the curated arm",
              "image_init": "From random to image-pretrained spatial layers"}
 
 
-def build_arms(cfg, ctx, subset, seed: int) -> list:
+def build_arms(cfg, ctx, subset, seed: int) -> tuple[list, str | None]:
     """The arms of `ablation.criterion`: threshold arms per score, curated vs uncurated, caption sources, or
-    random vs image-pretrained spatial layers."""
+    random vs image-pretrained spatial layers. With `ablation.image_init.every_arm` every arm starts from the
+    image model (the paper's proxies start from SD 2.1, section 3.1); only image_init's "off" arm starts random.
+    Returns the arms and the image model's checkpoint (None when every arm starts random)."""
     section = cfg.ablation
     criterion = str(section.criterion)
-    if criterion == "curation":
-        return curation_arms(subset, int(section.subset.seed))
-    if criterion == "captions":
-        return caption_arms(subset, [str(s) for s in section.captions.sources])
+    image_model = None
+    if criterion == "image_init" or section.image_init.every_arm:
+        image_model = pretrained_image_model(cfg, ctx, subset, seed)
     if criterion == "image_init":
-        table = write_arm_table(subset, Path(ctx.run_dir) / IMAGE_PRETRAINING / "clips.parquet")
-        return image_init_arms(subset, pretrained_image_model(cfg, ctx, table, seed))
-    return threshold_arms(subset, criterion, list(section.removed_fractions), int(section.subset.seed))
+        return image_init_arms(subset, image_model), image_model
+    if criterion == "curation":
+        arms = curation_arms(subset, int(section.subset.seed))
+    elif criterion == "captions":
+        arms = caption_arms(subset, [str(s) for s in section.captions.sources])
+    else:
+        arms = threshold_arms(subset, criterion, list(section.removed_fractions), int(section.subset.seed))
+    if image_model is not None:
+        arms = [replace(arm, proxy_overrides=(f"init_from={image_model}", *arm.proxy_overrides)) for arm in arms]
+    return arms, image_model
 
 
 def run(cfg, ctx) -> dict:
@@ -235,7 +255,7 @@ def run_arms(cfg, ctx) -> dict:
                           int(held.max_clips), frames, truth)
     subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
                            fraction=section.subset.fraction)
-    arms = build_arms(cfg, ctx, subset, seeds[0])
+    arms, image_model = build_arms(cfg, ctx, subset, seeds[0])
     prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
     ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
                  f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
@@ -266,6 +286,10 @@ def run_arms(cfg, ctx) -> dict:
                                                           / SAMPLES)) for a in arms}
         for entry in entries:
             entry["sample_frame_difference"] = sample_change[entry["name"]]
+    grid = [("real: the prompts' clips", prompt_real_clips(prompts, split.real, frames, height, width))]
+    grid += [(f"{a.name} (seed {seeds[0]})", np.load(job_dir(ctx, a.name, seeds[0]) / SAMPLES)[:len(prompts)])
+             for a in arms]
+    write_sample_grid(grid, Path(ctx.run_dir) / SAMPLE_GRID)
     ordering = ORDERINGS.get(str(section.criterion), "As the removed fraction grows")
     notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
     if evaluator is None:
@@ -282,7 +306,8 @@ def run_arms(cfg, ctx) -> dict:
         "num_real_videos": None if evaluator is None else len(evaluator.windows),
         "real_clips_clean_only": bool(held.clean_only), "heldout_videos": split.heldout_videos,
         "prompts": prompts, "study_pack": None if pack is None else str(pack),
-        "clip_table": str(clip_table), "plot": PLOT,
+        "clip_table": str(clip_table), "image_model": image_model, "plot": PLOT,
+        "sample_grid": SAMPLE_GRID,
         "proxy": {"experiment": str(section.proxy_experiment), "num_frames": frames, "height": height,
                   "width": width, "sampling_steps": int(section.sampling.steps)},
     }

@@ -75,7 +75,8 @@ def build_datamodule(cfg, table: Path, buckets: MotionBuckets):
     common = {"height": int(cfg.train.height), "width": int(cfg.train.width), "motion_buckets": buckets,
               "batch_size": int(data.batch_size), "num_workers": int(data.num_workers),
               "caption_probabilities": OmegaConf.to_container(data.caption_probabilities),
-              "camera_motion": data.camera_motion, "seed": int(cfg.seed)}
+              "camera_motion": data.camera_motion, "seed": int(cfg.seed),
+              "cache_clips": bool(data.cache_clips)}
     if cfg.train.name == "image":
         return ImageDataModule(table, **common)
     return ClipDataModule(table, int(cfg.train.num_frames), strides=list(data.strides), **common)

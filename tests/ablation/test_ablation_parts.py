@@ -9,6 +9,8 @@ from data_modules.arms import combined_filter
 from lightning_svd.ablation.data import curation_arms
 from lightning_svd.ablation.summary import honest_notes, mean_and_spread, write_plot
 from lightning_svd.config import load_config
+from lightning_svd.errors import UserError
+from lightning_svd.tasks import ablation
 
 
 def scored_table(count: int = 40) -> pa.Table:
@@ -77,3 +79,23 @@ def test_final_loss_is_the_mean_over_the_last_fifth_of_the_logged_steps(tmp_path
     writer.close()
     assert final_logged_mean(tmp_path, "train/loss") == pytest.approx((0.8 + 0.9 + 1.0) / 3)
     assert final_logged_mean(tmp_path, "train/other") is None and final_logged_mean(tmp_path / "no", "x") is None
+
+
+def test_every_arm_starts_from_the_image_model_unless_switched_off(tmp_path):
+    image_model = tmp_path / "image.ckpt"
+    image_model.touch()
+    cfg = load_config("ablation_aesthetic", "tiny", [f"ablation.image_init.checkpoint={image_model}"])
+    arms, used = ablation.build_arms(cfg, None, scored_table(), seed=0)
+    assert used == str(image_model) and len(arms) == 4
+    assert all(arm.proxy_overrides[0] == f"init_from={image_model}" for arm in arms)
+    cfg.ablation.image_init.every_arm = False
+    arms, used = ablation.build_arms(cfg, None, scored_table(), seed=0)
+    assert used is None and all(not arm.proxy_overrides for arm in arms)
+
+
+def test_paper_proxies_need_the_image_model_they_start_from():
+    cfg = load_config("ablation_aesthetic", "paper", check_paths=False)
+    with pytest.raises(UserError, match="ablation.image_init.checkpoint"):
+        ablation.check(cfg)
+    cfg.ablation.image_init.every_arm = False
+    ablation.check(cfg)

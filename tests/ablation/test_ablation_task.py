@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from data_modules.arms import read_clip_table, threshold_arms
 from lightning_svd.ablation.data import GroundTruth
@@ -67,6 +68,34 @@ def test_results_follow_the_spec_contract(finished):
     assert "\n- As the removed fraction grows, the share of planted-degraded clips" in markdown
     assert "- Sample check: consecutive frames" in markdown
     assert (run_dir / "ablation.png").stat().st_size > 0
+
+
+def test_every_arm_seed_starts_from_the_cached_image_model(finished):
+    run_dir, results = finished
+    image_model = Path(results["image_model"])
+    assert (image_model.parents[1] / "done.json").is_file() and run_dir not in image_model.parents
+    for arm in results["arms"]:
+        for seed in (0, 1):
+            job = json.loads((run_dir / "arms" / arm["name"] / f"seed{seed}" / "results.json").read_text())
+            assert job["init_from"] == str(image_model)
+
+
+def test_the_sample_grid_shows_the_real_clips_over_one_sample_per_prompt_and_arm(finished):
+    run_dir, results = finished
+    grid = np.asarray(Image.open(run_dir / results["sample_grid"]).convert("RGB"))
+    proxy, scale, gap, left = results["proxy"], 4, 6, 170
+    height, strip = proxy["height"], proxy["num_frames"] * proxy["width"]
+    assert grid.shape[0] == (1 + len(results["arms"])) * (height * scale + gap) + gap
+
+    def cell(row: int) -> np.ndarray:
+        top = gap + row * (height * scale + gap)
+        return grid[top:top + height * scale:scale, left:left + strip * scale:scale]
+
+    first_arm = results["arms"][0]["name"]
+    sample = np.load(run_dir / "arms" / first_arm / "seed0" / "samples.npy")[0]
+    assert np.array_equal(cell(1), np.concatenate(list(sample), axis=1))
+    assert cell(0).std() > 0 and not np.array_equal(cell(0), cell(1))
+    assert f"![Samples per arm]({results['sample_grid']})" in (run_dir / "results.md").read_text()
 
 
 def test_held_out_real_clips_are_never_trained_on(finished):

@@ -1,6 +1,7 @@
 """Arms that change the training rather than the clips: caption sources and image-pretrained spatial layers."""
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -55,8 +56,9 @@ def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
     run_dir = tmp_path / "run"
     results = run_variant("ablation_image_init", run_dir)
     assert [a["name"] for a in results["arms"]] == ["image_init_off", "image_init_on"]
-    image = json.loads((run_dir / "image_pretraining" / "done.json").read_text())
-    assert image["steps"] == 2
+    cached = Path(results["image_model"]).parents[1]
+    image = json.loads((cached / "done.json").read_text())
+    assert image["steps"] == 2 and image["checkpoint"] == results["image_model"]
     runs = {a["name"]: json.loads((run_dir / "arms" / a["name"] / "seed0" / "results.json").read_text())
             for a in results["arms"]}
     assert runs["image_init_on"]["init_from"] == image["checkpoint"] and runs["image_init_off"]["init_from"] is None

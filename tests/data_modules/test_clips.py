@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from data_modules import clips
 from data_modules.clips import (
     CaptionSampler,
     ClipDataModule,
@@ -58,6 +59,18 @@ def test_sample_has_t_frames_at_the_stride_and_reports_effective_fps(table):
     assert sample["txt"] == rows[0]["caption_coca"]
     again = data.dataset[(0, 11)]
     assert torch.equal(sample["video"], again["video"])
+
+
+def test_cached_clips_give_the_decoded_frames_and_decode_each_clip_once(table, monkeypatch):
+    path, rows = table
+    decoded = [module(path, rows, strides=[1, 2]).dataset[(i, seed)] for i in range(3) for seed in range(4)]
+    cached = module(path, rows, strides=[1, 2], cache_clips=True)
+    calls = []
+    real_read = clips.read_frames
+    monkeypatch.setattr(clips, "read_frames", lambda *args: calls.append(args) or real_read(*args))
+    for expected, (i, seed) in zip(decoded, [(i, seed) for i in range(3) for seed in range(4)]):
+        assert torch.allclose(cached.dataset[(i, seed)]["video"], expected["video"], atol=1e-6)
+    assert len(calls) == 3
 
 
 def test_frames_follow_the_planted_motion(table):

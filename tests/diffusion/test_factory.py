@@ -90,6 +90,11 @@ def test_overrides_replace_named_parts_and_update_unnamed_ones():
     assert diffusion.guider.frame_scales()[[0, -1]].tolist() == [1.5, 3.0] and diffusion.num_steps == 30
 
 
+def test_an_unset_key_keeps_the_presets_value():
+    assert build_diffusion({"preset": "sd21_v_proxy", "offset_noise": None}).loss.offset_noise == 0.1
+    assert build_diffusion({"preset": "sd21_v_proxy", "offset_noise": 0.5}).loss.offset_noise == 0.5
+
+
 def test_unknown_keys_and_presets_are_errors():
     with pytest.raises(UserError, match="unknown key\\(s\\) sampler in diffusion; valid keys"):
         build_diffusion({"sampler": {"name": "euler"}})
