@@ -99,3 +99,16 @@ def prompt_real_clips(prompts: list[dict], real: pa.Table, num_frames: int, heig
     chosen = matched if all(matched) else rows[:len(prompts)]
     windows = [(row["video_path"], row["start_frame"]) for row in chosen]
     return as_uint8_videos(torch.cat(list(real_videos(windows, num_frames, height, width))))
+
+
+def prompt_colour_distances(samples: np.ndarray, prompt_clips: np.ndarray) -> tuple[float, float | None]:
+    """Mean RGB distance (0-441) from each sample's mean colour to the real clip of its own prompt, and to the real
+    clips of the other prompts (None with one prompt). `samples` are prompt-major per repetition, as `sample_arm`
+    returns them; samples that follow their prompts sit nearer their own prompt's clip."""
+    count = len(prompt_clips)
+    real = prompt_clips.reshape(count, -1, 3).astype(np.float64).mean(axis=1)
+    generated = samples.reshape(len(samples), -1, 3).astype(np.float64).mean(axis=1)
+    distances = np.linalg.norm(generated[:, None] - real[None], axis=-1)
+    own = (np.arange(len(samples)) % count)[:, None] == np.arange(count)[None, :]
+    others = float(distances[~own].mean()) if count > 1 else None
+    return float(distances[own].mean()), others

@@ -37,6 +37,7 @@ from lightning_svd.ablation.data import (
 from lightning_svd.ablation.evaluate import (
     ArmEvaluator,
     frame_difference,
+    prompt_colour_distances,
     prompt_real_clips,
     real_frame_difference,
 )
@@ -286,12 +287,23 @@ def run_arms(cfg, ctx) -> dict:
                                                           / SAMPLES)) for a in arms}
         for entry in entries:
             entry["sample_frame_difference"] = sample_change[entry["name"]]
-    grid = [("real: the prompts' clips", prompt_real_clips(prompts, split.real, frames, height, width))]
+    prompt_clips = prompt_real_clips(prompts, split.real, frames, height, width)
+    for entry in entries:
+        samples = np.concatenate([np.load(job_dir(ctx, entry["name"], seed) / SAMPLES) for seed in seeds])
+        own, others = prompt_colour_distances(samples, prompt_clips)
+        entry["prompt_colour_distance"] = round(own, 2)
+        entry["other_prompts_colour_distance"] = None if others is None else round(others, 2)
+    grid = [("real: the prompts' clips", prompt_clips)]
     grid += [(f"{a.name} (seed {seeds[0]})", np.load(job_dir(ctx, a.name, seeds[0]) / SAMPLES)[:len(prompts)])
              for a in arms]
     write_sample_grid(grid, Path(ctx.run_dir) / SAMPLE_GRID)
     ordering = ORDERINGS.get(str(section.criterion), "As the removed fraction grows")
     notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
+    if len(prompts) > 1:
+        notes.append("Prompt check: the samples' mean colours lie " + ", ".join(
+            f"{e['prompt_colour_distance']:.0f}" for e in entries) + " (RGB distance, 0-441, per arm) from the real "
+            "clip of their own prompt and " + ", ".join(f"{e['other_prompts_colour_distance']:.0f}" for e in entries)
+            + " from those of the other prompts; nearer their own means the proxies follow the prompts' colours.")
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")
     else:

@@ -7,6 +7,7 @@ from PIL import Image
 
 from data_modules.arms import combined_filter
 from lightning_svd.ablation.data import curation_arms
+from lightning_svd.ablation.evaluate import prompt_colour_distances
 from lightning_svd.ablation.summary import honest_notes, mean_and_spread, write_plot
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
@@ -99,3 +100,13 @@ def test_paper_proxies_need_the_image_model_they_start_from():
         ablation.check(cfg)
     cfg.ablation.image_init.every_arm = False
     ablation.check(cfg)
+
+
+def test_samples_that_follow_their_prompts_sit_nearer_their_own_prompts_clip():
+    clips = np.zeros((2, 4, 2, 2, 3), np.uint8)
+    clips[1] = 100
+    following = np.concatenate([clips, clips])  # prompt-major per repetition: p0, p1, p0, p1
+    assert prompt_colour_distances(following, clips) == (0.0, pytest.approx(100 * 3 ** 0.5))
+    swapped = following[[1, 0, 3, 2]]
+    assert prompt_colour_distances(swapped, clips) == (pytest.approx(100 * 3 ** 0.5), 0.0)
+    assert prompt_colour_distances(clips[:1], clips[:1]) == (0.0, None)

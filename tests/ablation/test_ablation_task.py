@@ -27,7 +27,7 @@ OVERRIDES = [
     "ablation.prompts.count=2", "ablation.sampling.steps=2", "ablation.sampling.samples_per_prompt=2",
     "ablation.parallel_jobs=1",
 ]
-TWO_STEPS = ["trainer.max_steps=2", "trainer.log_every_n_steps=1"]
+TWO_STEPS = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "train.data.batch_size=2"]
 
 
 def run_ablation(run_dir: Path, experiment: str = "ablation_aesthetic", *extra: str) -> dict:
@@ -59,6 +59,7 @@ def test_results_follow_the_spec_contract(finished):
         assert arm["train_steps"] == 2 and np.isfinite(arm["fvd"]) and arm["fvd"] >= 0
         assert all(np.isfinite(s["final_loss"]) for s in arm["seeds"])
         assert 0 <= arm["sample_frame_difference"] <= 255
+        assert 0 <= arm["prompt_colour_distance"] <= 442 and 0 <= arm["other_prompts_colour_distance"] <= 442
         assert [s["seed"] for s in arm["seeds"]] == [0, 1] and arm["fvd_spread"] is not None
         assert 0.0 <= arm["degraded_share"] <= 1.0
     assert second["num_clips"] == first["num_clips"] - int(np.floor(0.5 * first["num_clips"] + 0.5))
@@ -66,7 +67,7 @@ def test_results_follow_the_spec_contract(finished):
     markdown = (run_dir / "results.md").read_text()
     assert all(f"| {a['name']} |" in markdown for a in stored["arms"])
     assert "\n- As the removed fraction grows, the share of planted-degraded clips" in markdown
-    assert "- Sample check: consecutive frames" in markdown
+    assert "- Sample check: consecutive frames" in markdown and "- Prompt check: the samples' mean colours" in markdown
     assert (run_dir / "ablation.png").stat().st_size > 0
 
 
