@@ -91,6 +91,7 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
                  f"frames, cached for later ablations -> {out}")
     trained = train.run(image, RunContext(out, ctx.log))
     partial = out / ".done.json.partial"
-    partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"]}))
+    partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"],
+                                   "resumed_from": trained["resumed_from"]}))
     partial.replace(done)
     return trained["checkpoint"]

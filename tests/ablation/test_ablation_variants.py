@@ -1,15 +1,19 @@
 """Arms that change the training rather than the clips: caption sources and image-pretrained spatial layers."""
 
 import json
+import logging
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import torch
-from test_ablation_task import run_ablation
+from test_ablation_task import TWO_STEPS, run_ablation
 
-from lightning_svd.ablation.variants import caption_arms
+from data_modules.corpus_table import corpus_clip_rows
+from lightning_svd.ablation.variants import caption_arms, pretrained_image_model
+from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
+from lightning_svd.run_context import RunContext
 
 ONE_SEED = ["ablation.seeds=[0]", "ablation.study.enabled=false"]
 
@@ -65,3 +69,17 @@ def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
     pretrained = torch.load(image["checkpoint"], weights_only=False)["hyper_parameters"]["stage"]
     assert pretrained["name"] == "image" and pretrained["num_frames"] == 1
     assert "From random to image-pretrained spatial layers" in results["notes"]
+
+
+def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corpus, tmp_path):
+    subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus))
+    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.seeds=[0]"])
+    cfg.ablation.proxy_overrides.extend([*TWO_STEPS, "train.checkpoint_every_n_steps=1"])
+    ctx = RunContext(tmp_path / "run", logging.getLogger("test"))
+    first = pretrained_image_model(cfg, ctx, subset, seed=0)
+    done = Path(first).parents[1] / "done.json"
+    assert json.loads(done.read_text())["resumed_from"] is None
+    done.unlink()  # killed after its last checkpoint, before it was marked done
+    assert pretrained_image_model(cfg, ctx, subset, seed=0) == first
+    assert json.loads(done.read_text())["resumed_from"] == first
+    assert pretrained_image_model(cfg, ctx, subset.slice(1), seed=0) != first  # other clips: another model
