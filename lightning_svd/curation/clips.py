@@ -7,6 +7,7 @@ so the same video curated twice gives the same ids. Physical splitting (`split.p
 import bisect
 import hashlib
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from .cuts import Cut
 
@@ -51,11 +52,21 @@ class ClipPolicy:
         return spans
 
 
-def clip_id(video_path: str, span: ClipSpan) -> str:
-    """Stable id of a span of a source: the first 16 hex digits of SHA-1 over path and frame range."""
-    return hashlib.sha1(f"{video_path}|{span.start_frame}|{span.end_frame}".encode()).hexdigest()[:16]
+def source_name(video_path: str, source_root: str | None) -> str:
+    """The video's path relative to the folder being curated (POSIX separators), so ids do not depend on where
+    the dataset is mounted; the path as given when there is no root or the video lies outside it."""
+    if source_root is None:
+        return video_path
+    path, root = PurePath(video_path), PurePath(source_root)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else video_path
 
 
-def error_id(video_path: str) -> str:
+def clip_id(source: str, span: ClipSpan) -> str:
+    """Stable id of a span of a source (its `source_name`): the first 16 hex digits of SHA-1 over the source and
+    the frame range."""
+    return hashlib.sha1(f"{source}|{span.start_frame}|{span.end_frame}".encode()).hexdigest()[:16]
+
+
+def error_id(source: str) -> str:
     """Id of the single error row a source that could not be curated gets."""
-    return hashlib.sha1(f"{video_path}|error".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{source}|error".encode()).hexdigest()[:16]

@@ -15,7 +15,7 @@ import numpy as np
 
 from .aesthetic import ClassicQuality
 from .caption_stage import CaptionStage
-from .clips import ClipPolicy, ClipSpan, clip_id, error_id
+from .clips import ClipPolicy, ClipSpan, clip_id, error_id, source_name
 from .cuts import CutCascade
 from .motion import build_flow
 from .ocr import build_ocr
@@ -155,7 +155,8 @@ class VideoCurator:
             return self._error(video_path, message, seconds)
 
     def _error(self, video_path: str, message: str, seconds: dict[str, float]) -> VideoResult:
-        row = {**empty_row(), "clip_id": error_id(video_path), "video_path": video_path, "status": "error",
+        row = {**empty_row(), "clip_id": error_id(self.source_name(video_path)), "video_path": video_path,
+               "status": "error",
                "error": message}
         return VideoResult(video_path, [row], seconds=seconds, error=message)
 
@@ -226,9 +227,12 @@ class VideoCurator:
                 row["clip_score_model"] += f"; scored against {source} from random weights"
         return VideoResult(video_path, rows, cut_records, seconds)
 
+    def source_name(self, video_path: str) -> str:
+        return source_name(video_path, self.cfg.get("source_root"))
+
     def _base_row(self, info, span: ClipSpan) -> dict:
         return {
-            **empty_row(), "clip_id": clip_id(info.path, span), "video_path": info.path,
+            **empty_row(), "clip_id": clip_id(self.source_name(info.path), span), "video_path": info.path,
             "start_s": span.start_frame / info.fps, "end_s": span.end_frame / info.fps,
             "start_frame": span.start_frame, "end_frame": span.end_frame, "fps": info.fps,
             "width": info.width, "height": info.height, "num_frames": span.num_frames,

@@ -17,8 +17,9 @@ from ..curation.table import COLUMN_NOTES, ShardMismatchError, done_markers, rea
 from ..errors import UserError
 
 
-def source_videos(cfg) -> tuple[list[str], str]:
-    """The videos to curate and a description of where they come from."""
+def source_videos(cfg) -> tuple[list[str], str, Path]:
+    """The videos to curate, a description of where they come from, and the folder they are found under (clip ids
+    hash paths relative to it)."""
     extensions = list(cfg.curation.extensions)
     if cfg.data.source:
         source = Path(str(cfg.data.source)).expanduser()
@@ -27,15 +28,16 @@ def source_videos(cfg) -> tuple[list[str], str]:
         videos = discover_videos(source, extensions)
         if not videos:
             raise UserError(f"data.source: no videos ({', '.join(extensions)}) under {source}")
-        where = str(source)
+        where, root = str(source), source.resolve()
     else:
         from ..synthetic import CorpusSpec, ensure_corpus
 
         root = ensure_corpus(CorpusSpec.from_config(cfg.corpus), cfg.cache_dir)
         videos, where = discover_videos(root / "videos", extensions), f"synthetic corpus {root}"
+        root = (root / "videos").resolve()
     if cfg.curation.max_videos:
         videos = videos[: int(cfg.curation.max_videos)]
-    return videos, where
+    return videos, where, root
 
 
 def build_engine(curation: dict):
@@ -66,7 +68,8 @@ def run(cfg, ctx) -> dict:
     curation = OmegaConf.to_container(cfg.curation, resolve=True)
     if curation["split"]["mode"] != "none" and not curation["split"]["dir"]:
         curation["split"]["dir"] = str(ctx.run_dir / "clip_files")
-    videos, where = source_videos(cfg)
+    videos, where, root = source_videos(cfg)
+    curation["source_root"] = str(root)
     ctx.log.info(f"curating {len(videos)} videos from {where}")
     folder = ctx.run_dir / "clips"
     try:

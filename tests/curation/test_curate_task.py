@@ -116,6 +116,19 @@ def test_bad_inputs_become_error_rows_and_the_run_finishes(tmp_path, corpus_sour
     assert "## Errors" in (tmp_path / "run" / "curation_report.md").read_text()
 
 
+def test_clip_ids_do_not_depend_on_where_the_dataset_lies(reference_run, corpus_source, tmp_path):
+    moved = tmp_path / "elsewhere" / "videos"
+    shutil.copytree(corpus_source, moved)
+    curate(tmp_path / "run", f"data.source={moved}", "curation.shard_size=1", "curation.workers=2")
+
+    def ids(folder: Path) -> dict:
+        rows = read_clip_table(folder).to_pylist()
+        return {(Path(r["video_path"]).name, r["start_frame"]): r["clip_id"] for r in rows}
+
+    moved_ids = ids(tmp_path / "run" / "clips")
+    assert moved_ids == ids(reference_run[0] / "clips") and len(moved_ids) > 6
+
+
 def test_a_missing_source_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="data.source"):
         curate(tmp_path / "run", f"data.source={tmp_path / 'nowhere'}")
