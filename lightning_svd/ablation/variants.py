@@ -75,9 +75,9 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     image = load_config(cfg.ablation.proxy_experiment, cfg.profile,
                         [*cfg.ablation.proxy_overrides, *section.pretrain_overrides], check_paths=False)
     image.seed = seed
-    recipe = OmegaConf.to_container(image, resolve=True)
-    clips = "|".join(sorted(str(c) for c in subset.column("clip_id").to_pylist()))
-    key = hashlib.sha256(json.dumps([clips, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
+    clips = "|".join(str(c) for c in subset.column("clip_id").to_pylist())
+    key = hashlib.sha256(json.dumps([clips, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
     out = Path(str(cfg.cache_dir)).expanduser() / IMAGE_PRETRAINING / key
     done = out / "done.json"
     if done.is_file():

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from lightning_svd.diffusion import build_diffusion, guided, initial_noise
+from lightning_svd.errors import UserError
 from lightning_svd.models import build_unet, load_unet
 from lightning_svd.models.conditioners import Conditioner, ConditioningInput, MicroConditioningEmbedder
 from lightning_svd.stages.components import build_stage_autoencoder, build_text_encoder
@@ -193,7 +194,18 @@ class DiffusionStage(L.LightningModule):
             betas=(float(opt["beta1"]), float(opt["beta2"])), fused=fused,
         )
         warmup = int(opt["warmup_steps"])
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(warmup, 1)))
+        decay = str(opt.get("decay", "none"))
+        if decay not in ("none", "linear"):
+            raise UserError(f"unknown train.optimizer.decay {decay!r}; valid: none, linear")
+        total = self.trainer.max_steps if decay == "linear" and self.trainer is not None else -1
+        if decay == "linear" and total <= 0:
+            raise UserError("train.optimizer.decay=linear needs trainer.max_steps (the step where the lr reaches 0)")
+
+        def factor(step: int) -> float:
+            warm = min(1.0, (step + 1) / max(warmup, 1))
+            return warm * max(0.0, 1.0 - step / total) if total > 0 else warm
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # --- EMA in checkpoints -----------------------------------------------------------------------------------

@@ -83,3 +83,6 @@ def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corp
     assert pretrained_image_model(cfg, ctx, subset, seed=0) == first
     assert json.loads(done.read_text())["resumed_from"] == first
     assert pretrained_image_model(cfg, ctx, subset.slice(1), seed=0) != first  # other clips: another model
+    cfg.cache_dir = str(tmp_path / "another_cache")
+    elsewhere = Path(pretrained_image_model(cfg, ctx, subset, seed=0))
+    assert elsewhere != Path(first) and elsewhere.parents[1].name == Path(first).parents[1].name

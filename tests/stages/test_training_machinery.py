@@ -104,6 +104,13 @@ def test_adamw_warms_up_linearly_and_gradients_are_clipped(tmp_path, clip_table)
     assert min(probe.unclipped_norms) > 0.01
 
 
+def test_linear_decay_brings_the_lr_to_zero_at_the_last_step(tmp_path, clip_table):
+    probe = OptimizerProbe()
+    tiny_run("pretrain_video", tmp_path, clip_table, *VIDEO, "trainer.max_steps=4", "train.optimizer.lr=0.004",
+             "train.optimizer.warmup_steps=2", "train.optimizer.decay=linear", callbacks=[Unzero(), probe])
+    assert probe.learning_rates == pytest.approx([0.002, 0.003, 0.002, 0.001])
+
+
 def test_bf16_mixed_precision_runs_the_unet_in_bf16_with_float32_weights(tmp_path, clip_table):
     dtypes = UNetDtypes()
     result = tiny_run("pretrain_video", tmp_path, clip_table, *VIDEO, "trainer.precision=bf16-mixed",
