@@ -169,7 +169,7 @@ def write_plot(results: dict, path: Path, width: int = 720, height: int = 360) -
 
 
 def write_sample_grid(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 4, gap: int = 6,
-                      label_width: int = 170) -> Path:
+                      label_width: int = 210) -> Path:
     """One labelled row per entry of `rows` ((label, (N, T, H, W, 3) uint8 videos)): each video's frames side by
     side, videos separated by a gap, upscaled `scale` times without smoothing, so a reader sees what the proxies
     learned next to the real clips."""

@@ -84,7 +84,7 @@ def test_every_arm_seed_starts_from_the_cached_image_model(finished):
 def test_the_sample_grid_shows_the_real_clips_over_one_sample_per_prompt_and_arm(finished):
     run_dir, results = finished
     grid = np.asarray(Image.open(run_dir / results["sample_grid"]).convert("RGB"))
-    proxy, scale, gap, left = results["proxy"], 4, 6, 170
+    proxy, scale, gap, left = results["proxy"], 4, 6, 210
     height, strip = proxy["height"], proxy["num_frames"] * proxy["width"]
     assert grid.shape[0] == (1 + len(results["arms"])) * (height * scale + gap) + gap
 
