@@ -77,7 +77,7 @@ def render_markdown(results: dict, notes: list[str]) -> str:
     for arm in results["arms"]:
         share = arm.get("degraded_share")
         lines.append(
-            f"| {arm['name']} | {100 * arm['removed_fraction']:g} % | {arm['num_clips']} | "
+            f"| {arm['name']} | {100 * arm['removed_fraction']:.4g} % | {arm['num_clips']} | "
             f"{_number(arm['threshold'], 4)} | {'–' if share is None else f'{100 * share:.1f} %'} | "
             f"{arm['train_steps']} | {_with_spread(arm['final_loss'], arm['final_loss_spread'], 4)} | "
             f"{_with_spread(arm['fvd'], arm['fvd_spread'], 2)} | {_number(arm.get('elo'), 1)} |")

@@ -128,12 +128,18 @@ def run_in_workers(pending: list[tuple[str, Path]], parallel: int, log) -> None:
                 output.close()
                 progress.update()
                 if worker.returncode != 0:
-                    failed.append(f"{name} (exit {worker.returncode}, see {out / 'worker.log'})")
+                    failed.append(f"{name} ({last_line(out / 'worker.log')}; see {out / 'worker.log'})")
                 else:
                     log.info(f"{name}: trained and sampled")
     if failed:
-        raise RuntimeError(f"ablation jobs failed: {'; '.join(failed)}; fix the cause and run again with the "
-                           "same run_dir= to resume")
+        raise UserError(f"ablation jobs failed: {'; '.join(failed)}; fix the cause and run again with the "
+                        "same run_dir= to resume")
+
+
+def last_line(log_file: Path) -> str:
+    """The last non-empty line a failed worker wrote: the exception that stopped it."""
+    lines = [line.strip() for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
 
 
 def evaluate_job(ctx, arm_name: str, seed: int, evaluator) -> dict:
@@ -232,6 +238,21 @@ def build_arms(cfg, ctx, subset, seed: int) -> tuple[list, str | None]:
     return arms, image_model
 
 
+def fit_batch_to_arms(arms: list, batch_size: int) -> tuple[list, str | None]:
+    """Arms smaller than one batch would train no step: every arm then trains with the smallest arm's size as its
+    batch, so the arms still differ only in their clips. Returns the arms and a note saying so (None if unchanged)."""
+    smallest = min(arm.num_clips for arm in arms)
+    if smallest < 1:
+        empty = ", ".join(arm.name for arm in arms if arm.num_clips == 0)
+        raise UserError(f"arm(s) {empty} have no clips: use a larger subset (ablation.subset) or a gentler filter")
+    if smallest >= batch_size:
+        return arms, None
+    override = f"train.data.batch_size={smallest}"
+    note = (f"Every arm trained with batch {smallest}, not {batch_size}: the smallest arm has only {smallest} "
+            "clips.")
+    return [replace(arm, proxy_overrides=(*arm.proxy_overrides, override)) for arm in arms], note
+
+
 def run(cfg, ctx) -> dict:
     check(cfg)
     threads = torch.get_num_threads()
@@ -257,6 +278,9 @@ def run_arms(cfg, ctx) -> dict:
     subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
                            fraction=section.subset.fraction)
     arms, image_model = build_arms(cfg, ctx, subset, seeds[0])
+    arms, batch_note = fit_batch_to_arms(arms, int(proxy.train.data.batch_size))
+    if batch_note:
+        ctx.log.warning(batch_note)
     prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
     ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
                  f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
@@ -299,6 +323,8 @@ def run_arms(cfg, ctx) -> dict:
     write_sample_grid(grid, Path(ctx.run_dir) / SAMPLE_GRID)
     ordering = ORDERINGS.get(str(section.criterion), "As the removed fraction grows")
     notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
+    if batch_note:
+        notes.append(batch_note)
     if len(prompts) > 1:
         notes.append("Prompt check: the samples' mean colours lie " + ", ".join(
             f"{e['prompt_colour_distance']:.0f}" for e in entries) + " (RGB distance, 0-441, per arm) from the real "

@@ -1,11 +1,13 @@
 """The ablation's parts without training: curated-vs-uncurated arms, seed statistics, honest notes, the plot."""
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
 
-from data_modules.arms import combined_filter
+from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
 from lightning_svd.ablation.evaluate import prompt_colour_distances
 from lightning_svd.ablation.summary import honest_notes, mean_and_spread, write_plot
@@ -110,3 +112,20 @@ def test_samples_that_follow_their_prompts_sit_nearer_their_own_prompts_clip():
     swapped = following[[1, 0, 3, 2]]
     assert prompt_colour_distances(swapped, clips) == (pytest.approx(100 * 3 ** 0.5), 0.0)
     assert prompt_colour_distances(clips[:1], clips[:1]) == (0.0, None)
+
+
+def test_arms_smaller_than_a_batch_all_train_with_the_smallest_arms_size():
+    table = scored_table(10)
+    arms = [Arm("big", "aesthetic", 0.0, None, table), Arm("small", "aesthetic", 0.7, 1.0, table.slice(0, 3))]
+    fitted, note = ablation.fit_batch_to_arms(arms, batch_size=8)
+    assert [arm.proxy_overrides for arm in fitted] == [("train.data.batch_size=3",)] * 2
+    assert "batch 3, not 8" in note
+    assert ablation.fit_batch_to_arms(arms, batch_size=3) == (arms, None)
+    with pytest.raises(UserError, match="arm\\(s\\) empty have no clips"):
+        ablation.fit_batch_to_arms([*arms, Arm("empty", "aesthetic", 1.0, 9.0, table.slice(0, 0))], batch_size=8)
+
+
+def test_a_failed_worker_is_reported_with_its_last_line_and_log(tmp_path):
+    (tmp_path / "job").mkdir()
+    with pytest.raises(UserError, match="ablation jobs failed: arm seed 0 \\(.+; see .*worker.log\\)"):
+        ablation.run_in_workers([("arm seed 0", tmp_path / "job")], parallel=2, log=logging.getLogger("test"))
