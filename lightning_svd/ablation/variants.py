@@ -72,8 +72,8 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
             raise UserError(f"ablation.image_init.checkpoint {path} not found; give an image-stage checkpoint or "
                             "null to pretrain one on the subset")
         return str(path)
-    image = load_config(cfg.ablation.proxy_experiment, cfg.profile,
-                        [*cfg.ablation.proxy_overrides, *section.pretrain_overrides], check_paths=False)
+    overrides = [*cfg.ablation.proxy_overrides, *cfg.ablation.extra_proxy_overrides, *section.pretrain_overrides]
+    image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
     image.seed = seed
     recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
     clips = "|".join(str(c) for c in subset.column("clip_id").to_pylist())

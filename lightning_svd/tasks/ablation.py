@@ -67,10 +67,11 @@ SAMPLE_GRID = "samples.png"
 
 
 def proxy_config(cfg, table: Path, seed: int, run_dir: Path, arm_overrides=()):
-    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides`, what
+    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides` and
+    `ablation.extra_proxy_overrides`, what
     the arm changes, the arm's table."""
     section = cfg.ablation
-    overrides = [*section.proxy_overrides, *arm_overrides]
+    overrides = [*section.proxy_overrides, *section.extra_proxy_overrides, *arm_overrides]
     proxy = load_config(section.proxy_experiment, cfg.profile, overrides, check_paths=False)
     proxy.train.data.table, proxy.seed, proxy.run_dir = str(table), seed, str(run_dir)
     proxy.cache_dir, proxy.resume = cfg.cache_dir, True
@@ -204,6 +205,11 @@ def check(cfg) -> None:
         raise UserError("ablation.removed_fractions must list at least one fraction, e.g. [0.0, 0.125, 0.25, 0.5]")
     if section.criterion == "captions":
         check_caption_sources([str(source) for source in section.captions.sources])
+    as_defined = load_config(cfg.experiment, cfg.profile, check_paths=False)
+    for key in ("train", "trainer"):
+        if cfg[key] != as_defined[key]:
+            raise UserError(f"an ablation's proxies do not read {key}.*: put such settings in ablation."
+                            "extra_proxy_overrides, e.g. ablation.extra_proxy_overrides=[trainer.max_steps=100]")
     image_model_needed = section.criterion == "image_init" or section.image_init.every_arm
     if cfg.profile == "paper" and image_model_needed and not section.image_init.checkpoint:
         raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (an image-stage "

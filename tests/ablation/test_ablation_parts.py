@@ -129,3 +129,9 @@ def test_a_failed_worker_is_reported_with_its_last_line_and_log(tmp_path):
     (tmp_path / "job").mkdir()
     with pytest.raises(UserError, match="ablation jobs failed: arm seed 0 \\(.+; see .*worker.log\\)"):
         ablation.run_in_workers([("arm seed 0", tmp_path / "job")], parallel=2, log=logging.getLogger("test"))
+
+
+def test_your_proxy_settings_go_after_the_recipe(tmp_path):
+    cfg = load_config("ablation_aesthetic", "tiny", ["ablation.extra_proxy_overrides=[trainer.max_steps=7]"])
+    proxy = ablation.proxy_config(cfg, tmp_path / "clips.parquet", 0, tmp_path / "run")
+    assert proxy.trainer.max_steps == 7 and proxy.train.num_frames == 4  # the recipe's other settings stay
