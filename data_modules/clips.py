@@ -124,7 +124,6 @@ class ClipDataset(Dataset):
             "clip_id": str(row["clip_id"]),
         }
 
-
     def frames(self, index: int, start: int, stride: int) -> torch.Tensor:
         """`num_frames` frames from `start` every `stride`, resized; from memory when clips are cached."""
         row = self.rows[index]

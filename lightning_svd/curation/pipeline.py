@@ -156,8 +156,7 @@ class VideoCurator:
 
     def _error(self, video_path: str, message: str, seconds: dict[str, float]) -> VideoResult:
         row = {**empty_row(), "clip_id": error_id(self.source_name(video_path)), "video_path": video_path,
-               "status": "error",
-               "error": message}
+               "status": "error", "error": message}
         return VideoResult(video_path, [row], seconds=seconds, error=message)
 
     def _curate(self, video_path: str, seconds: dict[str, float]) -> VideoResult:

@@ -67,9 +67,8 @@ SAMPLE_GRID = "samples.png"
 
 
 def proxy_config(cfg, table: Path, seed: int, run_dir: Path, arm_overrides=()):
-    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides` and
-    `ablation.extra_proxy_overrides`, what
-    the arm changes, the arm's table."""
+    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides`,
+    `ablation.extra_proxy_overrides`, what the arm changes, the arm's table."""
     section = cfg.ablation
     overrides = [*section.proxy_overrides, *section.extra_proxy_overrides, *arm_overrides]
     proxy = load_config(section.proxy_experiment, cfg.profile, overrides, check_paths=False)
@@ -311,21 +310,19 @@ def run_arms(cfg, ctx) -> dict:
         if entry["name"] in elo:
             entry["elo"] = elo[entry["name"]]
     labels = evaluator.metric.labels() if evaluator is not None else {}
+    samples = {a.name: [np.load(job_dir(ctx, a.name, seed) / SAMPLES) for seed in seeds] for a in arms}
     if evaluator is not None:
         real_change = real_frame_difference(evaluator.windows, frames, height, width)
-        sample_change = {a.name: frame_difference(np.load(Path(ctx.run_dir) / "arms" / a.name / f"seed{seeds[0]}"
-                                                          / SAMPLES)) for a in arms}
+        sample_change = {name: frame_difference(videos[0]) for name, videos in samples.items()}
         for entry in entries:
             entry["sample_frame_difference"] = sample_change[entry["name"]]
     prompt_clips = prompt_real_clips(prompts, split.real, frames, height, width)
     for entry in entries:
-        samples = np.concatenate([np.load(job_dir(ctx, entry["name"], seed) / SAMPLES) for seed in seeds])
-        own, others = prompt_colour_distances(samples, prompt_clips)
+        own, others = prompt_colour_distances(np.concatenate(samples[entry["name"]]), prompt_clips)
         entry["prompt_colour_distance"] = round(own, 2)
         entry["other_prompts_colour_distance"] = None if others is None else round(others, 2)
     grid = [("real: the prompts' clips", prompt_clips)]
-    grid += [(f"{a.name} (seed {seeds[0]})", np.load(job_dir(ctx, a.name, seeds[0]) / SAMPLES)[:len(prompts)])
-             for a in arms]
+    grid += [(f"{name} (seed {seeds[0]})", videos[0][:len(prompts)]) for name, videos in samples.items()]
     write_sample_grid(grid, Path(ctx.run_dir) / SAMPLE_GRID)
     ordering = ORDERINGS.get(str(section.criterion), "As the removed fraction grows")
     notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
