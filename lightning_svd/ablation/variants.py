@@ -7,11 +7,13 @@
   subset's frames, or a given checkpoint (the paper profile: SD 2.1 converted to a stage checkpoint).
 """
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
 
 import pyarrow as pa
+import torch
 from omegaconf import OmegaConf
 
 from data_modules.arms import Arm
@@ -54,6 +56,19 @@ def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
             Arm("image_init_on", "image_init", 0.0, None, table, (f"init_from={image_checkpoint}",))]
 
 
+@contextlib.contextmanager
+def arm_seeds_thread_budget(section):
+    """Torch threads for work that runs alone before the arm-seeds: the cores they will share
+    (`parallel_jobs` x `torch_threads`); torch's default when `torch_threads` is unset."""
+    before = torch.get_num_threads()
+    if section.torch_threads:
+        torch.set_num_threads(max(1, int(section.parallel_jobs)) * int(section.torch_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     """`ablation.image_init.checkpoint`, or the image-only proxy trained on `subset`'s frames.
 
@@ -72,9 +87,10 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
             raise UserError(f"ablation.image_init.checkpoint {path} not found; give an image-stage checkpoint or "
                             "null to pretrain one on the subset")
         return str(path)
-    overrides = [*cfg.ablation.proxy_overrides, *cfg.ablation.extra_proxy_overrides, *section.pretrain_overrides]
+    overrides = [*cfg.ablation.proxy_overrides, *section.pretrain_overrides, *cfg.ablation.extra_proxy_overrides]
     image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
     image.seed = seed
+    image.train.data.batch_size = min(int(image.train.data.batch_size), subset.num_rows)
     recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
     clips = "|".join(str(c) for c in subset.column("clip_id").to_pylist())
     key = hashlib.sha256(json.dumps([clips, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -89,7 +105,8 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     OmegaConf.save(image, out / "config.yaml", resolve=True)
     ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on the subset's "
                  f"frames, cached for later ablations -> {out}")
-    trained = train.run(image, RunContext(out, ctx.log))
+    with arm_seeds_thread_budget(cfg.ablation):
+        trained = train.run(image, RunContext(out, ctx.log))
     partial = out / ".done.json.partial"
     partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"],
                                    "resumed_from": trained["resumed_from"]}))

@@ -32,7 +32,7 @@ TWO_STEPS = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "train.data.b
 
 def run_ablation(run_dir: Path, experiment: str = "ablation_aesthetic", *extra: str) -> dict:
     cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *OVERRIDES, *extra])
-    cfg.ablation.proxy_overrides.extend(TWO_STEPS)
+    cfg.ablation.extra_proxy_overrides.extend(TWO_STEPS)
     ctx = create_run(cfg)
     try:
         return ablation.run(cfg, ctx)

@@ -74,7 +74,7 @@ def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
 def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corpus, tmp_path):
     subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus))
     cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.seeds=[0]"])
-    cfg.ablation.proxy_overrides.extend([*TWO_STEPS, "train.checkpoint_every_n_steps=1"])
+    cfg.ablation.extra_proxy_overrides.extend([*TWO_STEPS, "train.checkpoint_every_n_steps=1"])
     ctx = RunContext(tmp_path / "run", logging.getLogger("test"))
     first = pretrained_image_model(cfg, ctx, subset, seed=0)
     done = Path(first).parents[1] / "done.json"
@@ -86,3 +86,26 @@ def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corp
     cfg.cache_dir = str(tmp_path / "another_cache")
     elsewhere = Path(pretrained_image_model(cfg, ctx, subset, seed=0))
     assert elsewhere != Path(first) and elsewhere.parents[1].name == Path(first).parents[1].name
+
+
+def test_the_image_model_batch_fits_the_subset_and_uses_the_arm_seeds_cores(small_corpus, tmp_path, monkeypatch):
+    subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus)).slice(0, 3)
+    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.parallel_jobs=2",
+                                                     "ablation.torch_threads=1"])
+    cfg.ablation.extra_proxy_overrides.extend(["trainer.max_steps=1", "trainer.log_every_n_steps=1"])
+    seen = {}
+
+    def record(image, ctx):
+        seen.update(batch=image.train.data.batch_size, steps=image.trainer.max_steps, threads=torch.get_num_threads())
+        raise RuntimeError("stop after the config")
+
+    monkeypatch.setattr("lightning_svd.tasks.train.run", record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(RuntimeError, match="stop after the config"):
+            pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), subset, seed=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"batch": 3, "steps": 1, "threads": 2}  # 3 clips < batch 32; extra overrides come last
