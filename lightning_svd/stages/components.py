@@ -61,7 +61,7 @@ def patch_basis(basis: str, factor: int, channels: int) -> torch.Tensor:
     if basis == "haar":
         haar = haar_matrix(factor)
         return torch.block_diag(*[torch.kron(haar, haar)] * channels)
-    raise ValueError(f"space_to_depth basis must be pixels or haar, got {basis!r}")
+    raise ValueError(f"space_to_depth basis (train.autoencoder.basis) must be pixels or haar, got {basis!r}")
 
 
 class SpaceToDepthAutoencoder(nn.Module):
@@ -69,9 +69,10 @@ class SpaceToDepthAutoencoder(nn.Module):
 
     Basis `pixels` keeps the folded pixels; `haar` maps each patch to its orthonormal Haar coefficients
     (patch mean first, then details from coarse to fine), so pixel-scale detail and the smooth signal sit in
-    separate channels. That is a per-channel shrink for the network, which lets a tiny model learn to remove
-    fine-scale noise quickly; the map is orthonormal, so training noise stays white. The map is a frozen 1x1
-    mix, which is also the module's one parameter, so code that asks an autoencoder for its dtype works.
+    separate channels. `detail_gains` > 1 scale the detail up before the diffusion: a young model passes the
+    noise of those channels through instead of removing it, and decoding divides what it leaves by the gain
+    (without gains, samples of the tiny proxies were pixel noise). The map is a frozen 1x1 mix, which is also the
+    module's one parameter, so code that asks an autoencoder for its dtype works.
     """
 
     def __init__(self, factor: int = 2, channels: int = 3, scale: float = 1.0, basis: str = "pixels",
@@ -94,8 +95,9 @@ class SpaceToDepthAutoencoder(nn.Module):
             return torch.ones(self.latent_channels, 1, 1)
         levels = int(self.factor).bit_length() - 1
         if basis != "haar" or len(detail_gains) != levels or min(detail_gains) <= 0:
-            raise ValueError(f"detail_gains needs basis haar and {levels} positive gains (one per detail level "
-                             f"of a {self.factor}x{self.factor} patch), got basis {basis!r} and {list(detail_gains)}")
+            raise ValueError(f"train.autoencoder.detail_gains needs basis haar and {levels} positive gain(s), one per "
+                             f"detail level of a {self.factor}x{self.factor} patch; got basis {basis!r} and "
+                             f"{list(detail_gains)}")
         level = haar_levels(self.factor)
         per_level = torch.tensor([1.0, *detail_gains])[torch.maximum(level[:, None], level[None, :]).flatten()]
         return per_level.repeat(channels)[:, None, None]
@@ -108,10 +110,10 @@ class SpaceToDepthAutoencoder(nn.Module):
         return Posterior(self.mix(F.pixel_unshuffle(x, self.factor)))
 
     def encode_to_latents(self, x: torch.Tensor, sample: bool = True, generator=None) -> torch.Tensor:
-        return self.encode(x).mode() * self.channel_gains * self.scale_factor
+        return self.encode(x).mode() * self.channel_gains.to(x.dtype) * self.scale_factor
 
     def decode_latents(self, latents: torch.Tensor, num_frames: int | None = None, decode_chunk_size=None):
-        coefficients = latents / (self.channel_gains * self.scale_factor)
+        coefficients = latents / (self.channel_gains.to(latents.dtype) * self.scale_factor)
         unmixed = F.conv2d(coefficients, self.mix.weight.transpose(0, 1))
         return F.pixel_shuffle(unmixed, self.factor)
 

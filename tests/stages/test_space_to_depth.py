@@ -52,7 +52,7 @@ def test_detail_gains_scale_each_haar_level_and_still_invert():
     expected = torch.tensor([1.0, 3, 8, 8, 3, 3, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8]).repeat(3)
     torch.testing.assert_close(ratio.mean(dim=(0, 2, 3)), expected)
     torch.testing.assert_close(gained.decode_latents(gained.encode_to_latents(frames)), frames)
-    with pytest.raises(ValueError, match="2 positive gains"):
+    with pytest.raises(ValueError, match="2 positive gain"):
         SpaceToDepthAutoencoder(4, basis="haar", detail_gains=[3.0])
     with pytest.raises(ValueError, match="basis haar"):
         SpaceToDepthAutoencoder(4, detail_gains=[3.0, 8.0])
