@@ -338,7 +338,7 @@ def run_arms(cfg, ctx) -> dict:
     else:
         notes.append(f"Sample check: consecutive frames of the seed-{seeds[0]} samples differ by "
                      f"{min(sample_change.values()):.1f}-{max(sample_change.values()):.1f} (mean |change|, 0-255), "
-                     f"the real clips by {real_change:.1f}; samples far above the real clips are still noise-like "
+                     f"the real clips by {real_change:.1f}; samples far above the real clips flicker "
                      "and their FVD says little about the arms.")
     results = {
         "experiment": cfg.experiment, "criterion": str(section.criterion), "profile": cfg.profile,
