@@ -5,6 +5,7 @@ The same function runs in the ablation's own process (`ablation.parallel_jobs=1`
 leaves `trained.json` and `samples.npy` behind; the ablation process measures FVD and writes `done.json`.
 """
 
+import contextlib
 import json
 import logging
 import sys
@@ -22,6 +23,18 @@ SAMPLING = "sampling.json"
 TRAINED = "trained.json"
 SAMPLES = "samples.npy"
 LOG = "job.log"
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """Run the enclosed code on `count` torch threads (unchanged when None), then restore the previous count."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def write_job(out: Path, proxy, prompts: list[dict], samples_per_prompt: int, steps: int, threads: int | None) -> None:

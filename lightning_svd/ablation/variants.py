@@ -7,18 +7,17 @@
   subset's frames, or a given checkpoint (the paper profile: SD 2.1 converted to a stage checkpoint).
 """
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
 
 import pyarrow as pa
-import torch
 from omegaconf import OmegaConf
 
 from data_modules.arms import Arm
 from data_modules.clips import CAPTION_COLUMNS
 from lightning_svd.ablation.data import write_arm_table
+from lightning_svd.ablation.job import torch_threads
 from lightning_svd.errors import UserError
 
 NO_CAPTION = "none"  # the control arm: empty captions, so the proxy trains unconditionally
@@ -54,19 +53,6 @@ def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
     """Random spatial layers first, then the image-pretrained ones, on the same clips."""
     return [Arm("image_init_off", "image_init", 0.0, None, table, ("init_from=null",)),
             Arm("image_init_on", "image_init", 0.0, None, table, (f"init_from={image_checkpoint}",))]
-
-
-@contextlib.contextmanager
-def arm_seeds_thread_budget(section):
-    """Torch threads for work that runs alone before the arm-seeds: the cores they will share
-    (`parallel_jobs` x `torch_threads`); torch's default when `torch_threads` is unset."""
-    before = torch.get_num_threads()
-    if section.torch_threads:
-        torch.set_num_threads(max(1, int(section.parallel_jobs)) * int(section.torch_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
@@ -105,7 +91,9 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     OmegaConf.save(image, out / "config.yaml", resolve=True)
     ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on the subset's "
                  f"frames, cached for later ablations -> {out}")
-    with arm_seeds_thread_budget(cfg.ablation):
+    ablation = cfg.ablation  # the image model runs alone, on the cores the arm-seeds will share
+    threads = max(1, int(ablation.parallel_jobs)) * int(ablation.torch_threads) if ablation.torch_threads else None
+    with torch_threads(threads):
         trained = train.run(image, RunContext(out, ctx.log))
     partial = out / ".done.json.partial"
     partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"],

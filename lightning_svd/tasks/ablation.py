@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
@@ -41,7 +40,7 @@ from lightning_svd.ablation.evaluate import (
     prompt_real_clips,
     real_frame_difference,
 )
-from lightning_svd.ablation.job import SAMPLES, TRAINED, train_and_sample, write_job
+from lightning_svd.ablation.job import SAMPLES, TRAINED, torch_threads, train_and_sample, write_job
 from lightning_svd.ablation.summary import (
     arm_entry,
     final_logged_mean,
@@ -260,13 +259,8 @@ def fit_batch_to_arms(arms: list, batch_size: int) -> tuple[list, str | None]:
 
 def run(cfg, ctx) -> dict:
     check(cfg)
-    threads = torch.get_num_threads()
-    if cfg.ablation.torch_threads:
-        torch.set_num_threads(int(cfg.ablation.torch_threads))
-    try:
+    with torch_threads(cfg.ablation.torch_threads):
         return run_arms(cfg, ctx)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run_arms(cfg, ctx) -> dict:
