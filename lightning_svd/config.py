@@ -81,7 +81,11 @@ def parse_override(text: str) -> tuple[str, object]:
         raise UserError(f"cannot read '{text}': overrides look like key=value (for example trainer.max_steps=2)")
     try:
         value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
+    except yaml.YAMLError as error:
+        if raw.lstrip().startswith(("[", "{")):
+            raise UserError(f"cannot read the value of {key.strip()}: {raw!r} is not a YAML list or mapping "
+                            f"({str(error).splitlines()[0]}); close every bracket and quote items that hold "
+                            """brackets: ablation.extra_proxy_overrides='["train.data.strides=[1, 2]"]'""") from None
         value = raw
     return key.strip(), value
 

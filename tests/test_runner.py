@@ -91,6 +91,8 @@ def test_print_config_prints_the_resolved_config_and_runs_nothing(capsys, tmp_pa
         (["experiment=ablation_captions", "ablation.captions.sources=[blip]"], "unknown caption source 'blip'"),
         (["experiment=ablation_aesthetic", "ablation.criterion=beauty"], "unknown ablation.criterion 'beauty'"),
         (["experiment=ablation_aesthetic", "trainer.max_steps=5"], "settings in ablation.extra_proxy_overrides"),
+        (["experiment=ablation_aesthetic", "ablation.extra_proxy_overrides=[train.data.strides=[1]]"],
+         "cannot read the value of ablation.extra_proxy_overrides"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(capsys, tmp_path, args, message):
