@@ -22,7 +22,7 @@ from lightning_svd.diffusion.loss import (
     UnitWeighting,
     VWeighting,
 )
-from lightning_svd.diffusion.noise import DiscreteTimestepSigmas, LogNormalSigmas, training_noise
+from lightning_svd.diffusion.noise import DiscreteTimestepSigmas, LogNormalSigmas, frame_noise, training_noise
 from lightning_svd.diffusion.preconditioning import (
     Denoiser,
     DiscreteVPreconditioning,
@@ -62,6 +62,7 @@ __all__ = [
     "build_noise_distribution",
     "build_preconditioning",
     "build_sampler",
+    "frame_noise",
     "guided",
     "initial_noise",
     "sample_ddim",

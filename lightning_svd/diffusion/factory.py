@@ -6,6 +6,7 @@ diffusion:
   noise: {name: log_normal, p_mean: 1.0, p_std: 1.6}
   weighting: {name: v}
   offset_noise: 0.0
+  shared_frame_noise: 0.0     # share of the noise common to a clip's frames, in training and sampling alike
   sampling:
     discretization: {name: karras, sigma_min: 0.002, sigma_max: 700.0, rho: 7.0}
     sampler: {name: euler}
@@ -24,7 +25,7 @@ from torch import nn
 
 from lightning_svd.diffusion.guidance import GUIDERS, guided
 from lightning_svd.diffusion.loss import LOSS_WEIGHTINGS, DenoisingLoss
-from lightning_svd.diffusion.noise import NOISE_DISTRIBUTIONS
+from lightning_svd.diffusion.noise import NOISE_DISTRIBUTIONS, frame_noise
 from lightning_svd.diffusion.preconditioning import PRECONDITIONINGS, Denoiser
 from lightning_svd.diffusion.samplers import SAMPLERS, initial_noise
 from lightning_svd.diffusion.schedules import DISCRETIZATIONS
@@ -37,6 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "noise": {"name": "log_normal", "p_mean": 1.0, "p_std": 1.6},
         "weighting": {"name": "v"},
         "offset_noise": 0.0,
+        "shared_frame_noise": 0.0,
         "sampling": {
             "discretization": {"name": "karras", "sigma_min": 0.002, "sigma_max": 700.0, "rho": 7.0},
             "sampler": {"name": "euler"},
@@ -52,6 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "noise": {"name": "discrete"},
         "weighting": {"name": "v"},
         "offset_noise": 0.1,
+        "shared_frame_noise": 0.0,
         "sampling": {
             "discretization": {"name": "discrete"},
             "sampler": {"name": "ddim", "eta": 0.0},
@@ -98,6 +101,7 @@ class Diffusion:
     guider: Any
     num_steps: int
     initial_noise_data_std: float
+    shared_frame_noise: float
 
     def denoiser(self, network: nn.Module) -> Denoiser:
         return Denoiser(network, self.preconditioning)
@@ -111,15 +115,23 @@ class Diffusion:
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         disable_progress: bool = True,
+        num_frames: int = 1,
+        num_steps: int | None = None,
     ) -> torch.Tensor:
-        """Draw clean samples of `shape` (B*T, C, H, W) from `denoiser(x, sigma, cond)` with guidance."""
-        sigmas = self.discretization(self.num_steps, device=device)
-        x = initial_noise(shape, float(sigmas[0]), self.initial_noise_data_std, generator, device)
+        """Draw clean samples of `shape` (B*T, C, H, W) from `denoiser(x, sigma, cond)` with guidance, from
+        the frame-noise prior of training (T = num_frames), in `num_steps` (default: the configured count)."""
+        sigmas = self.discretization(num_steps or self.num_steps, device=device)
+        x = initial_noise(shape, float(sigmas[0]), self.initial_noise_data_std, generator, device,
+                          num_frames=num_frames, shared_frame_noise=self.shared_frame_noise)
+
+        def noise(like: torch.Tensor) -> torch.Tensor:
+            return frame_noise(like.shape, num_frames, self.shared_frame_noise, generator, like.device, like.dtype)
+
         denoise = guided(denoiser, self.guider, cond, uncond)
-        return self.sampler(denoise, x, sigmas, generator=generator, disable=disable_progress)
+        return self.sampler(denoise, x, sigmas, generator=generator, noise=noise, disable=disable_progress)
 
 
-_TOP_KEYS = {"preset", "preconditioning", "noise", "weighting", "offset_noise", "sampling"}
+_TOP_KEYS = {"preset", "preconditioning", "noise", "weighting", "offset_noise", "shared_frame_noise", "sampling"}
 _SAMPLING_KEYS = {"discretization", "sampler", "guider", "num_steps", "initial_noise_data_std"}
 
 
@@ -140,10 +152,16 @@ def build_diffusion(cfg: Mapping[str, Any] | None = None) -> Diffusion:
     num_steps = int(sampling["num_steps"])
     if num_steps < 1:
         raise UserError(f"diffusion.sampling.num_steps must be at least 1, got {num_steps}")
+    shared_frame_noise = float(merged["shared_frame_noise"])
+    if not 0.0 <= shared_frame_noise < 1.0:
+        raise UserError(
+            f"diffusion.shared_frame_noise must be in [0, 1) (0 = independent frames), got {shared_frame_noise}"
+        )
     loss = DenoisingLoss(
         build_noise_distribution(merged["noise"]),
         build_loss_weighting(merged["weighting"]),
         offset_noise=float(merged["offset_noise"]),
+        shared_frame_noise=shared_frame_noise,
     )
     return Diffusion(
         preconditioning=build_preconditioning(merged["preconditioning"]),
@@ -153,6 +171,7 @@ def build_diffusion(cfg: Mapping[str, Any] | None = None) -> Diffusion:
         guider=build_guider(sampling["guider"]),
         num_steps=num_steps,
         initial_noise_data_std=float(sampling["initial_noise_data_std"]),
+        shared_frame_noise=shared_frame_noise,
     )
 
 

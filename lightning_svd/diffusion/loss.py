@@ -73,10 +73,13 @@ class DenoisingLoss:
     (bind the conditioning with functools.partial). Computed in float32.
     """
 
-    def __init__(self, noise_distribution: Any, weighting: Any, offset_noise: float = 0.0):
+    def __init__(
+        self, noise_distribution: Any, weighting: Any, offset_noise: float = 0.0, shared_frame_noise: float = 0.0
+    ):
         self.noise_distribution = noise_distribution
         self.weighting = weighting
         self.offset_noise = offset_noise
+        self.shared_frame_noise = shared_frame_noise
 
     def __call__(
         self,
@@ -90,7 +93,7 @@ class DenoisingLoss:
         num_clips = x0.shape[0] // num_frames
         x0 = x0.float()
         sigmas = self.noise_distribution(num_clips, num_frames, device=x0.device, generator=generator)
-        noise = training_noise(x0, num_frames, self.offset_noise, generator=generator)
+        noise = training_noise(x0, num_frames, self.offset_noise, generator, self.shared_frame_noise)
         denoised = denoise(x0 + per_sample(sigmas, x0) * noise, sigmas)
         squared_error = (denoised.float() - x0) ** 2
         per_frame_weighted = per_sample(self.weighting(sigmas), x0) * squared_error

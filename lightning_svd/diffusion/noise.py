@@ -1,4 +1,6 @@
-"""Training noise: the distribution of noise levels (one level per clip) and the Gaussian noise itself."""
+"""Diffusion noise: the distribution of training noise levels (one per clip) and the Gaussian noise itself."""
+
+import math
 
 import torch
 
@@ -53,18 +55,45 @@ class DiscreteTimestepSigmas:
         return self.schedule.sigma(timesteps).repeat_interleave(num_frames)
 
 
+def frame_noise(
+    shape: tuple[int, ...],
+    num_frames: int = 1,
+    shared: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard Gaussian noise for (B*T, C, H, W) frame rows whose frames share `shared` of its variance.
+
+    PYoCo's mixed noise prior (Ge et al. 2023): sqrt(shared) * one draw per clip + sqrt(1 - shared) * one draw
+    per frame, so each element stays N(0, 1) and two frames of a clip correlate by `shared`. 0 draws every
+    frame independently, as SVD does; a model must be sampled with the prior it was trained on.
+    """
+    if not 0.0 <= shared < 1.0:
+        raise ValueError(f"shared frame noise must be in [0, 1), got {shared}")
+    noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if shared == 0.0:
+        return noise
+    if shape[0] % num_frames:
+        raise ValueError(f"{shape[0]} frame rows is not a whole number of {num_frames}-frame clips")
+    per_clip = torch.randn((shape[0] // num_frames, 1, *shape[1:]), generator=generator, device=device, dtype=dtype)
+    mixed = math.sqrt(shared) * per_clip + math.sqrt(1.0 - shared) * noise.unflatten(0, (-1, num_frames))
+    return mixed.flatten(0, 1)
+
+
 def training_noise(
     like: torch.Tensor,
     num_frames: int = 1,
     offset_noise: float = 0.0,
     generator: torch.Generator | None = None,
+    shared_frame_noise: float = 0.0,
 ) -> torch.Tensor:
-    """Standard Gaussian noise shaped like (B*T, C, H, W) frames, plus optional offset noise.
+    """`frame_noise` shaped like (B*T, C, H, W) frames, plus optional offset noise.
 
     Offset noise (Guttenberg 2023) adds `offset * randn(B, C, 1, 1)`: one constant per clip and channel,
     shared by all T frames, which lets the model learn to shift a clip's overall brightness.
     """
-    noise = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    noise = frame_noise(like.shape, num_frames, shared_frame_noise, generator, like.device, like.dtype)
     if offset_noise == 0.0:
         return noise
     if like.shape[0] % num_frames:

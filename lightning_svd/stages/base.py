@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from lightning_svd.diffusion import build_diffusion, guided, initial_noise
+from lightning_svd.diffusion import build_diffusion
 from lightning_svd.errors import UserError
 from lightning_svd.models import build_unet, load_unet
 from lightning_svd.models.conditioners import Conditioner, ConditioningInput, MicroConditioningEmbedder
@@ -255,7 +255,6 @@ class DiffusionStage(L.LightningModule):
         count = len(prompts) if prompts is not None else len(images)
         num_frames = num_frames or self.num_frames
         cfg = self.hparams.stage
-        steps = steps or self.diffusion.num_steps
         generator = torch.Generator(device=self.device).manual_seed(seed)
         batch = self.sampling_batch(prompts, images, count, num_frames, fps, motion_bucket_id)
         batch = self.prepare_sampling_batch(batch, generator)
@@ -269,11 +268,8 @@ class DiffusionStage(L.LightningModule):
                 cond, uncond = self.conditioner.conditional_and_unconditional(batch, num_frames, generator)
                 cond = self.network_condition(cond, batch, num_frames, generator)
                 uncond = self.network_condition(uncond, batch, num_frames, generator)
-                sigmas = self.diffusion.discretization(steps, device=self.device)
-                x = initial_noise(shape, float(sigmas[0]), self.diffusion.initial_noise_data_std, generator,
-                                  self.device)
-                denoise = guided(self.denoiser, self.diffusion.guider, cond, uncond)
-                latents = self.diffusion.sampler(denoise, x, sigmas, generator=generator, disable=True)
+                latents = self.diffusion.sample(self.denoiser, shape, cond, uncond, generator, self.device,
+                                                num_frames=num_frames, num_steps=steps)
                 frames = self.autoencoder.decode_latents(latents.float(), num_frames=num_frames)
         finally:
             self.train(was_training)

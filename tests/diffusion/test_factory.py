@@ -121,3 +121,28 @@ def test_sample_runs_the_whole_chain(preset):
     assert samples.shape == (1024, 8)
     assert samples.mean().item() == pytest.approx(0.5, abs=0.05)
     assert samples.std().item() == pytest.approx(1.0, rel=0.1)
+
+
+def test_sampling_draws_from_the_frame_noise_prior_of_training():
+    """Initial and fresh (ancestral) noise share the configured part across each clip's frames."""
+    diffusion = build_diffusion(
+        {"preset": "sd21_v_proxy", "shared_frame_noise": 0.9, "sampling": {"num_steps": 4, "sampler": {"eta": 1.0}}}
+    )
+    assert diffusion.loss.shared_frame_noise == 0.9
+    seen = []
+
+    def denoiser(x, sigma, cond):
+        seen.append(x / torch.sqrt(sigma[:, None, None, None] ** 2 + 1.0))
+        return torch.zeros_like(x)
+
+    cond = {"gain": torch.ones(64 * 4)}
+    diffusion.sample(denoiser, (64 * 4, 3, 8, 8), cond, cond, torch.Generator().manual_seed(6), num_frames=4)
+    for x in (seen[0], seen[-1]):  # the start; after three ancestral steps, fresh noise only (D = 0)
+        clips = x[: 64 * 4].unflatten(0, (64, 4)).flatten(2)
+        same_clip = (clips[:, 0] * clips[:, 1]).mean() / (clips[:, 0] ** 2).mean()
+        assert same_clip.item() == pytest.approx(0.9, abs=0.04)
+
+
+def test_shared_frame_noise_outside_zero_to_one_is_a_one_line_error():
+    with pytest.raises(UserError, match=r"diffusion.shared_frame_noise must be in \[0, 1\) .*got 1.0"):
+        build_diffusion({"shared_frame_noise": 1.0})

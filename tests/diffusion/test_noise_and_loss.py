@@ -1,4 +1,5 @@
-"""Noise levels per clip, offset noise per clip, loss weights, and the denoising loss (EDM and the v proxy)."""
+"""Noise levels per clip, offset noise per clip, frame-shared noise, loss weights, and the denoising loss (EDM and
+the v proxy)."""
 
 import math
 
@@ -18,6 +19,7 @@ from lightning_svd.diffusion import (
     UnitWeighting,
     VScalingEDMNoise,
     VWeighting,
+    frame_noise,
     training_noise,
 )
 
@@ -56,6 +58,47 @@ def test_offset_noise_is_one_constant_per_clip_and_channel_shared_across_frames(
     assert plain.std().item() == pytest.approx(1.0, rel=0.02)
     with pytest.raises(ValueError, match="whole number"):
         training_noise(torch.zeros(7, 3, 4, 4), num_frames=2, offset_noise=0.1)
+
+
+def frame_correlations(noise: torch.Tensor, num_frames: int) -> tuple[float, float]:
+    """(correlation of two frames of one clip, correlation of the first frames of two clips)."""
+    clips = noise.unflatten(0, (-1, num_frames)).flatten(2)
+    same_clip = (clips[:, 0] * clips[:, 1]).mean().item()
+    other_clip = (clips[:-1, 0] * clips[1:, 0]).mean().item()
+    return same_clip, other_clip
+
+
+@pytest.mark.parametrize("shared", [0.0, 0.5, 0.95])
+def test_frame_noise_stays_unit_normal_with_the_given_share_common_to_a_clips_frames(shared):
+    noise = frame_noise((64 * 4, 3, 16, 16), num_frames=4, shared=shared, generator=torch.Generator().manual_seed(3))
+    assert noise.std().item() == pytest.approx(1.0, rel=0.02)
+    same_clip, other_clip = frame_correlations(noise, 4)
+    assert same_clip == pytest.approx(shared, abs=0.03)
+    assert other_clip == pytest.approx(0.0, abs=0.03)
+
+
+def test_unshared_frame_noise_is_the_plain_draw_so_seeds_keep_their_samples():
+    plain = torch.randn((8, 3, 4, 4), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(frame_noise((8, 3, 4, 4), 4, 0.0, torch.Generator().manual_seed(4)), plain)
+    with pytest.raises(ValueError, match=r"shared frame noise must be in \[0, 1\), got 1.0"):
+        frame_noise((8, 3, 4, 4), 4, 1.0)
+    with pytest.raises(ValueError, match="whole number"):
+        frame_noise((7, 3, 4, 4), 2, 0.5)
+
+
+def test_denoising_loss_noises_clips_with_its_shared_frame_noise():
+    seen = []
+
+    def denoise(x_noisy, sigma):
+        seen.append(x_noisy / sigma[:, None, None, None])
+        return torch.zeros_like(x_noisy)
+
+    x0 = torch.zeros(64 * 4, 3, 16, 16)
+    loss = DenoisingLoss(LogNormalSigmas(), UnitWeighting(), shared_frame_noise=0.8)
+    loss(denoise, x0, num_frames=4, generator=torch.Generator().manual_seed(5))
+    same_clip, other_clip = frame_correlations(seen[0], 4)
+    assert same_clip == pytest.approx(0.8, abs=0.03)
+    assert other_clip == pytest.approx(0.0, abs=0.03)
 
 
 def test_loss_weights_literal():
