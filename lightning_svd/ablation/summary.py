@@ -61,6 +61,19 @@ def honest_notes(arms: list[dict], extractor_comparable: bool, extractor_reason:
     return notes
 
 
+def sample_check_note(sample_change: list[float], real_change: float, seed: int) -> str:
+    """How much the samples' consecutive frames change against the real clips, and what that means for FVD."""
+    low, high = min(sample_change), max(sample_change)
+    if high > 2 * real_change:
+        verdict = "samples far above the real clips flicker, and their FVD says little about the arms"
+    elif high < real_change / 2:
+        verdict = "samples far below the real clips barely move"
+    else:
+        verdict = "the samples hold together over time about as much as the real clips"
+    return (f"Sample check: consecutive frames of the seed-{seed} samples differ by {low:.1f}-{high:.1f} "
+            f"(mean |change|, 0-255), the real clips by {real_change:.1f}; {verdict}.")
+
+
 def _number(value, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 

@@ -46,6 +46,7 @@ from lightning_svd.ablation.summary import (
     final_logged_mean,
     honest_notes,
     render_markdown,
+    sample_check_note,
     write_hparams,
     write_plot,
     write_sample_grid,
@@ -330,10 +331,7 @@ def run_arms(cfg, ctx) -> dict:
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")
     else:
-        notes.append(f"Sample check: consecutive frames of the seed-{seeds[0]} samples differ by "
-                     f"{min(sample_change.values()):.1f}-{max(sample_change.values()):.1f} (mean |change|, 0-255), "
-                     f"the real clips by {real_change:.1f}; samples far above the real clips flicker "
-                     "and their FVD says little about the arms.")
+        notes.append(sample_check_note(list(sample_change.values()), real_change, seeds[0]))
     results = {
         "experiment": cfg.experiment, "criterion": str(section.criterion), "profile": cfg.profile,
         "arms": entries, "feature_extractor": labels.get("feature_extractor"), "notes": " ".join(notes),

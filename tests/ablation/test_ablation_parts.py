@@ -10,7 +10,7 @@ from PIL import Image
 from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
 from lightning_svd.ablation.evaluate import prompt_colour_distances
-from lightning_svd.ablation.summary import honest_notes, mean_and_spread, write_plot
+from lightning_svd.ablation.summary import honest_notes, mean_and_spread, sample_check_note, write_plot
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
 from lightning_svd.tasks import ablation
@@ -135,3 +135,12 @@ def test_your_proxy_settings_go_after_the_recipe(tmp_path):
     cfg = load_config("ablation_aesthetic", "tiny", ["ablation.extra_proxy_overrides=[trainer.max_steps=7]"])
     proxy = ablation.proxy_config(cfg, tmp_path / "clips.parquet", 0, tmp_path / "run")
     assert proxy.trainer.max_steps == 7 and proxy.train.num_frames == 4  # the recipe's other settings stay
+
+
+def test_sample_check_says_whether_samples_flicker_hold_together_or_stand_still():
+    assert sample_check_note([20.9, 21.5], 6.3, 0).endswith("samples far above the real clips flicker, and their "
+                                                            "FVD says little about the arms.")
+    held = sample_check_note([6.6, 7.1], 6.3, 0)
+    assert held == ("Sample check: consecutive frames of the seed-0 samples differ by 6.6-7.1 (mean |change|, 0-255), "
+                    "the real clips by 6.3; the samples hold together over time about as much as the real clips.")
+    assert sample_check_note([1.0, 2.0], 6.3, 1).endswith("samples far below the real clips barely move.")
