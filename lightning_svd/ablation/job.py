@@ -1,14 +1,17 @@
 """One arm-seed of an ablation: train the proxy from `<dir>/config.yaml`, then sample the fixed prompts.
 
-The same function runs in the ablation's own process (`ablation.parallel_jobs=1`) or in a worker process per job
-(`python -m lightning_svd.ablation.job <dir>`), so two single-threaded trainings share a 2-core machine. The job
-leaves `trained.json` and `samples.npy` behind; the ablation process measures FVD and writes `done.json`.
+The same function runs in the ablation's own process (`ablation.parallel_jobs=1`) or in worker processes
+(`python -m lightning_svd.ablation.job`, which runs each job folder it reads on stdin), so two single-threaded
+trainings share a 2-core machine, and each worker pays its imports once, not once per job. The job leaves
+`trained.json` and `samples.npy` behind; the ablation process measures FVD and writes `done.json`.
 """
 
 import contextlib
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ SAMPLING = "sampling.json"
 TRAINED = "trained.json"
 SAMPLES = "samples.npy"
 LOG = "job.log"
+WORKER_LOG = "worker.log"
 
 
 @contextlib.contextmanager
@@ -67,23 +71,66 @@ def train_and_sample(out: Path, log: logging.Logger) -> dict:
     return record
 
 
-def job_logger(out: Path) -> logging.Logger:
+@contextlib.contextmanager
+def job_logger(out: Path):
+    """A logger writing to `<out>/job.log` while the job runs."""
     log = logging.getLogger(f"lightning_svd.ablation.job.{out}")
     log.setLevel(logging.INFO)
     handler = logging.FileHandler(out / LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
-    return log
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[0])
+@contextlib.contextmanager
+def output_to(path: Path):
+    """Send this process's stdout and stderr to `path` at the file-descriptor level, so that warnings and the
+    output of native code land in the job's log too."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+
+
+def run_job(out: Path) -> None:
     threads = json.loads((out / SAMPLING).read_text())["threads"]
     if threads:
         torch.set_num_threads(int(threads))
-    train_and_sample(out, job_logger(out))
+    with job_logger(out) as log:
+        train_and_sample(out, log)
+
+
+def main() -> int:
+    """Worker loop: run each job folder read from stdin, with its output in `<folder>/worker.log`, and answer
+    `ok` or `failed` for it on stdout (a failed job's traceback ends its worker.log)."""
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    for line in sys.stdin:
+        out = Path(line.strip())
+        with output_to(out / WORKER_LOG):
+            try:
+                run_job(out)
+                status = "ok"
+            except Exception:
+                traceback.print_exc()
+                status = "failed"
+        replies.write(status + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -14,9 +14,10 @@ joins the table.
 
 import json
 import os
+import queue
 import subprocess
 import sys
-import time
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +41,14 @@ from lightning_svd.ablation.evaluate import (
     prompt_real_clips,
     real_frame_difference,
 )
-from lightning_svd.ablation.job import SAMPLES, TRAINED, torch_threads, train_and_sample, write_job
+from lightning_svd.ablation.job import (
+    SAMPLES,
+    TRAINED,
+    WORKER_LOG,
+    torch_threads,
+    train_and_sample,
+    write_job,
+)
 from lightning_svd.ablation.summary import (
     arm_entry,
     final_logged_mean,
@@ -108,29 +116,50 @@ def run_jobs(cfg, ctx, jobs: list[tuple], prompts: list[dict]) -> None:
 
 
 def run_in_workers(pending: list[tuple[str, Path]], parallel: int, log) -> None:
-    """One `python -m lightning_svd.ablation.job` process per arm-seed, `parallel` at once; a failed job stops
-    new launches, lets the running ones finish (their work is kept for the resume) and is reported."""
+    """`parallel` worker processes (`python -m lightning_svd.ablation.job`) take the arm-seeds in turn. A failed
+    job stops new ones, lets the running ones finish (their work is kept for the resume) and is reported; an
+    interrupt stops the workers at once (an unfinished job resumes from its last checkpoint)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    queue, running, failed = list(pending), {}, []
-    with tqdm(total=len(pending), desc="arm-seeds trained", unit="job") as progress:
-        while queue or running:
-            while queue and len(running) < parallel and not failed:
-                name, out = queue.pop(0)
-                output = open(out / "worker.log", "ab")  # noqa: SIM115 - closed when the worker ends
-                worker = subprocess.Popen([sys.executable, "-m", "lightning_svd.ablation.job", str(out)], env=env,
-                                          stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
-                running[worker] = (name, out, output)
-            if not running:
-                break
-            time.sleep(0.5)
-            for worker in [w for w in running if w.poll() is not None]:
-                name, out, output = running.pop(worker)
-                output.close()
+    jobs, failed, stop = queue.SimpleQueue(), [], threading.Event()
+    for job in pending:
+        jobs.put(job)
+
+    def work(worker: subprocess.Popen, progress) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    name, out = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                worker.stdin.write(f"{out}\n")
+                worker.stdin.flush()
+                reply = worker.stdout.readline().strip()
                 progress.update()
-                if worker.returncode != 0:
-                    failed.append(f"{name} ({last_line(out / 'worker.log')}; see {out / 'worker.log'})")
-                else:
-                    log.info(f"{name}: trained and sampled")
+                if reply != "ok":
+                    worker_log = out / WORKER_LOG
+                    failed.append(f"{name} ({last_line(worker_log)}; see {worker_log})")
+                    stop.set()
+                    break
+                log.info(f"{name}: trained and sampled")
+        finally:
+            worker.stdin.close()
+            worker.wait()
+
+    workers = [subprocess.Popen([sys.executable, "-m", "lightning_svd.ablation.job"], env=env, cwd=REPO,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for _ in range(min(parallel, len(pending)))]
+    with tqdm(total=len(pending), desc="arm-seeds trained", unit="job") as progress:
+        threads = [threading.Thread(target=work, args=(worker, progress)) for worker in workers]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            stop.set()
+            for worker in workers:
+                worker.terminate()
+            raise
     if failed:
         raise UserError(f"ablation jobs failed: {'; '.join(failed)}; fix the cause and run again with the "
                         "same run_dir= to resume")
@@ -138,6 +167,8 @@ def run_in_workers(pending: list[tuple[str, Path]], parallel: int, log) -> None:
 
 def last_line(log_file: Path) -> str:
     """The last non-empty line a failed worker wrote: the exception that stopped it."""
+    if not log_file.is_file():
+        return "the worker stopped before writing its log"
     lines = [line.strip() for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 

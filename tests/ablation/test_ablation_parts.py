@@ -1,6 +1,9 @@
 """The ablation's parts without training: curated-vs-uncurated arms, seed statistics, honest notes, the plot."""
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -125,10 +128,25 @@ def test_arms_smaller_than_a_batch_all_train_with_the_smallest_arms_size():
         ablation.fit_batch_to_arms([*arms, Arm("empty", "aesthetic", 1.0, 9.0, table.slice(0, 0))], batch_size=8)
 
 
-def test_a_failed_worker_is_reported_with_its_last_line_and_log(tmp_path):
-    (tmp_path / "job").mkdir()
-    with pytest.raises(UserError, match="ablation jobs failed: arm seed 0 \\(.+; see .*worker.log\\)"):
-        ablation.run_in_workers([("arm seed 0", tmp_path / "job")], parallel=2, log=logging.getLogger("test"))
+def test_a_failed_job_is_reported_with_its_last_line_and_log_and_stops_new_ones(tmp_path):
+    jobs = [(f"arm seed {seed}", tmp_path / f"job{seed}") for seed in range(2)]
+    for _, out in jobs:
+        out.mkdir()
+    with pytest.raises(UserError, match="ablation jobs failed: arm seed 0 \\(FileNotFoundError: .+sampling.json'; "
+                                        "see .*job0/worker.log\\)"):
+        ablation.run_in_workers(jobs, parallel=1, log=logging.getLogger("test"))
+    assert not (tmp_path / "job1" / "worker.log").exists()
+
+
+def test_a_worker_runs_job_after_job_each_with_its_own_log(tmp_path):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for out in folders:
+        out.mkdir()
+    worker = subprocess.run([sys.executable, "-m", "lightning_svd.ablation.job"], input="".join(
+        f"{out}\n" for out in folders), capture_output=True, text=True, cwd=Path(__file__).parents[2], check=True)
+    assert worker.stdout == "failed\nfailed\n"  # replies only: each job's output went to its own log
+    for out in folders:
+        assert str(out / "sampling.json") in (out / "worker.log").read_text().splitlines()[-1]
 
 
 def test_your_proxy_settings_go_after_the_recipe(tmp_path):
