@@ -169,6 +169,18 @@ def test_a_run_writes_its_directory(tmp_path):
     assert (run_dir / "contact_sheet.png").stat().st_size > 1000
 
 
+def test_an_interrupt_exits_130_with_one_line_saying_how_to_resume(capsys, tmp_path, monkeypatch):
+    def interrupted(cfg, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lightning_svd.tasks.get_task", lambda name: interrupted)
+    code, _, err = run_cli(capsys, "experiment=synthetic_corpus", f"run_dir={tmp_path / 'run'}")
+    assert code == 130
+    assert err.splitlines()[-1] == "interrupted: run the same command again to resume where it stopped"
+    assert "Traceback" not in err
+    assert (tmp_path / "run" / "config.yaml").is_file()  # the run dir stays for the resume
+
+
 def test_default_run_dir_is_runs_experiment_timestamp(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "experiment=synthetic_corpus", f"runs_root={tmp_path}", "corpus.num_videos=1",
