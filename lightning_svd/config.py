@@ -175,9 +175,15 @@ def trainer_arguments() -> set[str]:
 
 
 def check_required_paths(cfg: DictConfig) -> None:
-    """In the paper profile every weight or data path an experiment reads must exist; report all at once."""
+    """In the paper profile every weight or data path an experiment reads must exist; report all at once.
+
+    An entry is a key, or `{path: KEY, when: FLAG}` for a path needed only while the key FLAG is true.
+    """
     problems = []
-    for key in cfg.get("requires_paths", []):
+    for entry in cfg.get("requires_paths", []):
+        key = entry if isinstance(entry, str) else entry.path
+        if not isinstance(entry, str) and not OmegaConf.select(cfg, entry.when, default=False):
+            continue
         value = OmegaConf.select(cfg, key, throw_on_missing=False, default=None)
         if value in (None, "", "???"):
             problems.append(f"{key} (not set)")

@@ -30,7 +30,8 @@ def test_every_experiment_resolves_in_both_profiles(experiment, profile, tmp_pat
     """In the paper profile every required path is given a dummy file, as a user with real weights would."""
     cfg = load_config(experiment, profile, check_paths=False)
     overrides = []
-    for key in cfg.requires_paths:
+    for entry in cfg.requires_paths:
+        key = entry if isinstance(entry, str) else entry.path
         dummy = tmp_path / key.replace(".", "_")
         dummy.write_text("dummy")
         overrides.append(f"{key}={dummy}")
@@ -138,6 +139,19 @@ def test_paper_profile_reports_every_missing_path_at_once(tmp_path):
     present.write_text("x")
     with pytest.raises(UserError, match="missing 2"):
         load_config("exp", "paper", [f"weights.sd21={present}"], root=tmp_path)
+
+
+def test_a_conditional_required_path_is_checked_only_while_its_flag_is_true(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "defaults.yaml").write_text(
+        "experiment: ''\nprofile: tiny\ntask: corpus\ndescription: ''\nrequires_paths: []\n"
+        "image: {every_arm: true, checkpoint: null}\n")
+    (tmp_path / "profiles" / "paper.yaml").write_text("{}\n")
+    (tmp_path / "exp.yaml").write_text(
+        "description: x\nrequires_paths: [{path: image.checkpoint, when: image.every_arm}]\n")
+    with pytest.raises(UserError, match="missing 1: image.checkpoint \\(not set\\)"):
+        load_config("exp", "paper", root=tmp_path)
+    assert load_config("exp", "paper", ["image.every_arm=false"], root=tmp_path).image.checkpoint is None
 
 
 def test_every_experiment_file_only_uses_known_top_level_sections():
