@@ -12,6 +12,7 @@ without resumes from its `checkpoints/last.ckpt`. Where `<run_dir>/study/votes.s
 joins the table.
 """
 
+import contextlib
 import json
 import os
 import queue
@@ -131,9 +132,12 @@ def run_in_workers(pending: list[tuple[str, Path]], parallel: int, log) -> None:
                     name, out = jobs.get_nowait()
                 except queue.Empty:
                     break
-                worker.stdin.write(f"{out}\n")
-                worker.stdin.flush()
-                reply = worker.stdout.readline().strip()
+                try:
+                    worker.stdin.write(f"{out}\n")
+                    worker.stdin.flush()
+                    reply = worker.stdout.readline().strip()
+                except OSError:  # the worker is gone
+                    reply = ""
                 progress.update()
                 if reply != "ok":
                     worker_log = out / WORKER_LOG
@@ -142,7 +146,8 @@ def run_in_workers(pending: list[tuple[str, Path]], parallel: int, log) -> None:
                     break
                 log.info(f"{name}: trained and sampled")
         finally:
-            worker.stdin.close()
+            with contextlib.suppress(OSError):
+                worker.stdin.close()
             worker.wait()
 
     workers = [subprocess.Popen([sys.executable, "-m", "lightning_svd.ablation.job"], env=env, cwd=REPO,

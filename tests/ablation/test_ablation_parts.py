@@ -138,6 +138,16 @@ def test_a_failed_job_is_reported_with_its_last_line_and_log_and_stops_new_ones(
     assert not (tmp_path / "job1" / "worker.log").exists()
 
 
+def test_a_worker_that_dies_is_a_failed_job_not_a_hang(tmp_path, monkeypatch):
+    dying = tmp_path / "dying_python"
+    dying.write_text("#!/bin/sh\nexit 1\n")
+    dying.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(dying))
+    (tmp_path / "job").mkdir()
+    with pytest.raises(UserError, match="arm seed 0 \\(the worker stopped before writing its log; see"):
+        ablation.run_in_workers([("arm seed 0", tmp_path / "job")], parallel=1, log=logging.getLogger("test"))
+
+
 def test_a_worker_runs_job_after_job_each_with_its_own_log(tmp_path):
     folders = [tmp_path / "a", tmp_path / "b"]
     for out in folders:
