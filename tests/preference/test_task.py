@@ -85,7 +85,8 @@ def test_run_py_serves_until_stopped_then_writes_results(pack_dir, tmp_path, sto
     process = subprocess.Popen(
         [sys.executable, "run.py", "experiment=preference_study", f"run_dir={tmp_path / 'run'}",
          f"study.pack={pack_dir}", "study.port=0", "study.elo.orders=50", "study.bradley_terry.bootstrap_rounds=50"],
-        stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal, even if ours ignores it
     try:
         url, seen = None, []
         while url is None and select.select([process.stderr], [], [], 60)[0]:
