@@ -11,6 +11,7 @@ from data_modules.arms import (
     combined_filter,
     random_subset,
     read_clip_table,
+    subset_key,
     table_statistics,
     threshold_arms,
 )
@@ -46,6 +47,14 @@ def test_subset_is_decided_by_seed_and_clip_id_not_row_order():
     assert random_subset(table, seed=3, fraction=0.5).num_rows == 102  # floor(0.5 * 203 + 1/2)
     assert set(a) <= set(random_subset(table, seed=3, size=120)["clip_id"].to_pylist())  # growing is nested
     assert all(s == "ok" for s in random_subset(table, seed=3, size=203)["status"].to_pylist())
+
+
+def test_subset_order_is_pinned_so_every_machine_and_engine_draws_the_same_clips():
+    """Literal keys (sha256 of "seed:clip_id"): a change of hash, platform or library would change every subset."""
+    assert subset_key(0, "clip00000") == 4503869713568434547
+    assert subset_key(7, "v/abc#12") == 9494205539962916332
+    table = pa.Table.from_pylist([{"clip_id": f"c{i}", "status": "ok"} for i in range(6)])
+    assert random_subset(table, seed=5, size=3)["clip_id"].to_pylist() == ["c4", "c2", "c0"]
 
 
 def test_subset_survives_a_parquet_round_trip_in_parts(tmp_path):
