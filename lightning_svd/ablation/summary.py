@@ -30,6 +30,8 @@ def arm_entry(arm, seeds: list[dict], degraded_share: float | None) -> dict:
 
 def direction(values: list[float]) -> str:
     steps = np.diff(values)
+    if np.all(steps == 0):
+        return "is the same in every arm"
     if np.all(steps < 0):
         return "falls monotonically"
     if np.all(steps > 0):

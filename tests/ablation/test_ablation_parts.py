@@ -55,6 +55,9 @@ def test_notes_say_when_a_move_is_not_monotonic_or_within_the_seed_spread():
                for n in notes)
     assert any("degraded clips falls monotonically" in n for n in notes)
     assert notes[-1].startswith("FVD features: random weights")
+    arms = [{"degraded_share": 0.36, "fvd": None, "final_loss": None}] * 2
+    same_clips = honest_notes(arms, True, None, "Across the arms")
+    assert same_clips == ["Across the arms, the share of planted-degraded clips is the same in every arm (0.36, 0.36)."]
 
 
 def test_the_plot_has_error_bars_and_handles_arms_of_equal_size(tmp_path):
