@@ -120,6 +120,8 @@ def main() -> int:
     `ok` or `failed` for it on stdout (a failed job's traceback ends its worker.log)."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     for line in sys.stdin:
+        if not line.strip():
+            continue
         out = Path(line.strip())
         with output_to(out / WORKER_LOG):
             try:
