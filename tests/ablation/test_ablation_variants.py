@@ -1,4 +1,5 @@
-"""Arms that change the training rather than the clips: caption sources and image-pretrained spatial layers."""
+"""Every other ablation experiment end to end, and the arms that change the training rather than the clips:
+caption sources and image-pretrained spatial layers."""
 
 import json
 import logging
@@ -41,6 +42,22 @@ def test_a_caption_source_no_clip_has_is_an_error_naming_the_captioner():
 
 def run_variant(experiment: str, run_dir, *extra: str) -> dict:
     return run_ablation(run_dir, experiment, *ONE_SEED, *extra)
+
+
+@pytest.mark.parametrize(("experiment", "arm_names"), [
+    ("ablation_clip", ["clip_remove_0pct", "clip_remove_50pct"]),
+    ("ablation_ocr", ["ocr_remove_0pct", "ocr_remove_50pct"]),
+    ("ablation_flow", ["flow_remove_0pct", "flow_remove_50pct"]),
+    ("ablation_curation", ["uncurated", "curated"]),
+])
+def test_every_score_ablation_runs_end_to_end_for_two_steps(experiment, arm_names, tmp_path):
+    """With CLIP (random weights, ViT-S-32) and the packaged PP-OCR detector on, as their criteria need."""
+    results = run_variant(experiment, tmp_path / "run", "ablation.curation_overrides=[curation.workers=1]")
+    assert [a["name"] for a in results["arms"]] == arm_names
+    assert all(a["train_steps"] == 2 and a["fvd"] is not None and a["num_clips"] > 0 for a in results["arms"])
+    if experiment != "ablation_curation":
+        assert results["arms"][1]["num_clips"] == results["arms"][0]["num_clips"] // 2
+    assert (tmp_path / "run" / "results.md").read_text().startswith("# Ablation")
 
 
 def test_caption_ablation_trains_with_and_without_the_corpus_captions_in_two_worker_processes(tmp_path):
