@@ -121,14 +121,18 @@ def test_trainer_keys_pass_through_to_lightning(tmp_path):
     assert trainer.max_steps == 2
 
 
+def write_experiment_tree(root: Path, defaults: str, requires_paths: str) -> None:
+    """A minimal experiments folder: defaults with `defaults` added, an empty paper profile, and `exp.yaml`."""
+    (root / "profiles").mkdir()
+    (root / "defaults.yaml").write_text(
+        "experiment: ''\nprofile: tiny\ntask: corpus\ndescription: ''\nrequires_paths: []\n" + defaults)
+    (root / "profiles" / "paper.yaml").write_text("{}\n")
+    (root / "exp.yaml").write_text(f"description: x\nrequires_paths: {requires_paths}\n")
+
+
 def test_paper_profile_reports_every_missing_path_at_once(tmp_path):
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "defaults.yaml").write_text(
-        "experiment: ''\nprofile: tiny\ntask: corpus\ndescription: ''\nrequires_paths: []\n"
-        "weights:\n  sd21: ???\n  clip: null\ndata:\n  source: /definitely/not/here\n")
-    (tmp_path / "profiles" / "paper.yaml").write_text("{}\n")
-    (tmp_path / "exp.yaml").write_text(
-        "description: x\nrequires_paths: [weights.sd21, weights.clip, data.source]\n")
+    write_experiment_tree(tmp_path, "weights:\n  sd21: ???\n  clip: null\ndata:\n  source: /definitely/not/here\n",
+                          "[weights.sd21, weights.clip, data.source]")
     with pytest.raises(UserError) as error:
         load_config("exp", "paper", root=tmp_path)
     text = str(error.value)
@@ -142,13 +146,8 @@ def test_paper_profile_reports_every_missing_path_at_once(tmp_path):
 
 
 def test_a_conditional_required_path_is_checked_only_while_its_flag_is_true(tmp_path):
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "defaults.yaml").write_text(
-        "experiment: ''\nprofile: tiny\ntask: corpus\ndescription: ''\nrequires_paths: []\n"
-        "image: {every_arm: true, checkpoint: null}\n")
-    (tmp_path / "profiles" / "paper.yaml").write_text("{}\n")
-    (tmp_path / "exp.yaml").write_text(
-        "description: x\nrequires_paths: [{path: image.checkpoint, when: image.every_arm}]\n")
+    write_experiment_tree(tmp_path, "image: {every_arm: true, checkpoint: null}\n",
+                          "[{path: image.checkpoint, when: image.every_arm}]")
     with pytest.raises(UserError, match="missing 1: image.checkpoint \\(not set\\)"):
         load_config("exp", "paper", root=tmp_path)
     assert load_config("exp", "paper", ["image.every_arm=false"], root=tmp_path).image.checkpoint is None
