@@ -67,7 +67,9 @@ from lightning_svd.ablation.variants import (
     pretrained_image_model,
 )
 from lightning_svd.config import check_required_paths, load_config
+from lightning_svd.diffusion import build_diffusion
 from lightning_svd.errors import UserError
+from lightning_svd.stages.base import without_unset_keys
 
 DONE = "done.json"
 REPO = Path(__file__).resolve().parents[2]
@@ -245,6 +247,9 @@ def check(cfg) -> None:
         if cfg[key] != as_defined[key]:
             raise UserError(f"an ablation's proxies do not read {key}.*: put such settings in ablation."
                             "extra_proxy_overrides, e.g. ablation.extra_proxy_overrides=[trainer.max_steps=100]")
+    recipe = load_config(section.proxy_experiment, cfg.profile,
+                         [*section.proxy_overrides, *section.extra_proxy_overrides], check_paths=False)
+    build_diffusion(without_unset_keys(recipe.train.diffusion))  # its values, e.g. a shared_frame_noise of 1
     image_model_needed = section.criterion == "image_init" or section.image_init.every_arm
     if cfg.profile == "paper" and image_model_needed and not section.image_init.checkpoint:
         raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (an image-stage "

@@ -102,6 +102,16 @@ def test_every_arm_starts_from_the_image_model_unless_switched_off(tmp_path):
     assert used is None and all(not arm.proxy_overrides for arm in arms)
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    ("train.foo=1", "unknown key 'train.foo' for experiment ablation_proxy"),
+    ("train.diffusion.shared_frame_noise=1", "diffusion.shared_frame_noise must be in \\[0, 1\\)"),
+])
+def test_a_bad_proxy_setting_fails_before_the_curation_starts(extra, message):
+    cfg = load_config("ablation_aesthetic", "tiny", [f"ablation.extra_proxy_overrides=[{extra}]"])
+    with pytest.raises(UserError, match=message):
+        ablation.check(cfg)
+
+
 def test_paper_proxies_need_the_image_model_they_start_from():
     cfg = load_config("ablation_aesthetic", "paper", check_paths=False)
     with pytest.raises(UserError, match="ablation.image_init.checkpoint"):
