@@ -1,17 +1,23 @@
 """The study pack: manifest.json (prompts, arms, one video per arm and prompt) and the videos beside it.
 
+A video entry may name the `seed` and `sample` it was generated with, so a rater or an outside check knows which
+measured sample each video is (an ablation gives every (prompt, seed, sample) its own prompt id, e.g. `p003-s1-k2`).
+
 The pack is the contract with the sample-collection callback. Loading checks it completely, so a broken pack
 fails at start-up with a message naming the entry, not halfway through a rater's session.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
 from lightning_svd.errors import UserError
 
 ATTENTION_PREFIX = "degraded:"
 MAX_NAME_LENGTH = 200
+VIDEO_META_KEYS = ("seed", "sample")
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class PackVideo:
     prompt_id: str
     relative_path: str
     path: Path
+    seed: int | None = None
+    sample: int | None = None
 
 
 def resolve_inside(root: Path, relative_path: str) -> Path:
@@ -41,6 +49,18 @@ def resolve_inside(root: Path, relative_path: str) -> Path:
     if not resolved.is_file():
         raise UserError(f"video {relative_path!r} listed in {root / 'manifest.json'} does not exist")
     return resolved
+
+
+def _video_meta(entry: Mapping, where: str) -> dict[str, int]:
+    """The optional `seed` and `sample` of a video entry, integers >= 0 where present (numpy ones made plain)."""
+    meta = {}
+    for key in VIDEO_META_KEYS:
+        if key in entry:
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+                raise UserError(f"{where}: {key} {value!r} must be an integer >= 0")
+            meta[key] = int(value)
+    return meta
 
 
 def _check_name(value, what: str) -> str:
@@ -132,7 +152,8 @@ class StudyPack:
             if path.suffix.lower() != ".mp4":
                 raise UserError(f"{manifest_path}: video {entry['path']!r} must be an H.264 .mp4 file")
             _check_h264(path, entry["path"])
-            videos[(arm, prompt_id)] = PackVideo(arm, prompt_id, entry["path"], path)
+            videos[(arm, prompt_id)] = PackVideo(arm, prompt_id, entry["path"], path,
+                                                 **_video_meta(entry, f"{manifest_path}: video {entry['path']!r}"))
         return videos
 
     def prompt_text(self, prompt_id: str) -> str:
@@ -160,15 +181,23 @@ def _check_text(value, prompt_id) -> str:
     return value
 
 
-def write_pack(root, prompts: list[dict], videos: dict[tuple[str, str], "object"], fps: int, arms=None) -> Path:
+def write_pack(root, prompts: list[dict], videos: dict[tuple[str, str], "object"], fps: int, arms=None,
+               video_meta: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> Path:
     """Write a study pack: `videos[(arm, prompt_id)]` are (T, H, W, 3) uint8 frames; returns the pack folder.
 
+    `video_meta[(arm, prompt_id)]` optionally gives a video's {"seed": int, "sample": int} for its manifest entry.
     File names are by position (`a00_p003.mp4`), the manifest maps them to arms; the app never shows either.
     The manifest is written last, so a folder with a manifest is a complete pack.
     """
     from lightning_svd.video import write_video
 
     root = Path(root)
+    checked = {}
+    for key, meta in (video_meta or {}).items():
+        if key not in videos or set(meta) - set(VIDEO_META_KEYS):
+            raise UserError(f"video_meta for {key} must belong to a video and hold only {VIDEO_META_KEYS}, "
+                            f"got {dict(meta)}")
+        checked[key] = _video_meta(meta, f"video_meta for {key}")
     (root / "videos").mkdir(parents=True, exist_ok=True)
     arms = list(arms or dict.fromkeys(arm for arm, _ in videos))
     entries = []
@@ -176,7 +205,8 @@ def write_pack(root, prompts: list[dict], videos: dict[tuple[str, str], "object"
         for p, prompt in enumerate(prompts):
             relative = f"videos/a{a:02d}_p{p:03d}.mp4"
             write_video(root / relative, videos[(arm, prompt["id"])], fps)
-            entries.append({"arm": arm, "prompt_id": prompt["id"], "path": relative})
+            entries.append({"arm": arm, "prompt_id": prompt["id"], "path": relative,
+                            **checked.get((arm, prompt["id"]), {})})
     manifest = {"prompts": [{"id": p["id"], "text": p["text"]} for p in prompts], "arms": arms, "videos": entries}
     partial = root / ".manifest.json.partial"
     partial.write_text(json.dumps(manifest, indent=1))

@@ -57,6 +57,10 @@ def test_demo_pack_command_line(tmp_path, capsys):
     (lambda m: m["prompts"].append(dict(m["prompts"][0])), "repeated"),
     (lambda m: m["prompts"][0].update(text=""), "non-empty text"),
     (lambda m: m.pop("arms"), "keys prompts, arms and videos"),
+    (lambda m: m["videos"][0].update(seed=-1), r"video 'videos/\S+': seed -1 must be an integer >= 0"),
+    (lambda m: m["videos"][0].update(seed="3"), "seed '3' must be an integer >= 0"),
+    (lambda m: m["videos"][0].update(sample=True), "sample True must be an integer >= 0"),
+    (lambda m: m["videos"][0].update(sample=1.5), "sample 1.5 must be an integer >= 0"),
 ])
 def test_broken_manifests_fail_with_a_message(pack_dir, change, message):
     rewrite_manifest(pack_dir, change)
@@ -112,3 +116,37 @@ def test_written_pack_loads_and_plays_back(tmp_path):
     frames = read_frames(pack.videos[("cut", "p1")].path)
     assert frames.shape == (6, 32, 48, 3)
     assert np.abs(frames.astype(int) - videos[("cut", "p1")]).mean() < 60
+
+
+def test_written_pack_keeps_seed_and_sample_per_video(tmp_path):
+    """An ablation's pack: one prompt id per (prompt, seed, sample), the same text repeated, seed and sample named."""
+    from lightning_svd.preference.pack import write_pack
+
+    samples = [(seed, sample) for seed in (0, 1) for sample in (0, 1)]
+    prompts = [{"id": f"p003-s{seed}-k{sample}", "text": "a red circle"} for seed, sample in samples]
+    frames = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+    videos = {(arm, p["id"]): frames for arm in ("base", "cut") for p in prompts}
+    meta = {(arm, f"p003-s{seed}-k{sample}"): {"seed": np.int64(seed), "sample": sample}
+            for arm in ("base", "cut") for seed, sample in samples[:3]}
+    pack = StudyPack.load(write_pack(tmp_path / "pack", prompts, videos, fps=4, video_meta=meta))
+    assert [p.id for p in pack.prompts] == ["p003-s0-k0", "p003-s0-k1", "p003-s1-k0", "p003-s1-k1"]
+    assert {p.text for p in pack.prompts} == {"a red circle"}
+    video = pack.videos[("cut", "p003-s1-k0")]
+    assert (video.seed, video.sample) == (1, 0)
+    assert (pack.videos[("base", "p003-s1-k1")].seed, pack.videos[("base", "p003-s1-k1")].sample) == (None, None)
+    entries = json.loads((tmp_path / "pack" / "manifest.json").read_text())["videos"]
+    assert {"seed": 1, "sample": 0}.items() <= entries[2].items() and "seed" not in entries[3]
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({("base", "p0"): {"seed": -2}}, r"video_meta for \('base', 'p0'\): seed -2 must be an integer >= 0"),
+    ({("base", "p0"): {"step": 3}}, "hold only"),
+    ({("ghost", "p0"): {"seed": 1}}, "belong to a video"),
+])
+def test_bad_video_meta_is_refused_before_writing(tmp_path, meta, message):
+    from lightning_svd.preference.pack import write_pack
+
+    videos = {(arm, "p0"): np.zeros((2, 16, 16, 3), dtype=np.uint8) for arm in ("base", "cut")}
+    with pytest.raises(UserError, match=message):
+        write_pack(tmp_path / "pack", [{"id": "p0", "text": "a red circle"}], videos, fps=4, video_meta=meta)
+    assert not (tmp_path / "pack").exists()
