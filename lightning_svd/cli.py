@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         if print_config:
             print(OmegaConf.to_yaml(cfg, resolve=True), end="")
             return 0
+        from .quiet import silence_third_party
         from .tasks import check_task, get_task
+
+        silence_third_party()
 
         task = get_task(cfg.task)
         check_task(cfg)

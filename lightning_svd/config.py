@@ -1,9 +1,11 @@
 """Experiment configs: shared defaults, then a profile, then the experiment, then command-line overrides.
 
 `experiments/defaults.yaml` holds every shared key; `experiments/profiles/<profile>.yaml` sets the profile's
-numbers; `experiments/<name>.yaml` states only what differs for that experiment (its `profile_overrides.<profile>`
-block, if any, is merged right after it); `a.b=value` overrides from the command line come last, in struct mode,
-so an unknown key or a value of the wrong type is rejected with a one-line message.
+numbers; the shared blocks an experiment lists in `blocks:` (`experiments/blocks/<block>.yaml`, e.g. what every
+ablation shares) come next; `experiments/<name>.yaml` states only what differs for that experiment. Each block's and
+the experiment's `profile_overrides.<profile>` section is merged right after it; `a.b=value` overrides from the
+command line come last, in struct mode, so an unknown key or a value of the wrong type is rejected with a one-line
+message.
 """
 
 import difflib
@@ -18,6 +20,7 @@ from .errors import UserError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 RESERVED_FILES = {"defaults"}
+BLOCKS_DIR = "blocks"
 RUNNER_KEYS = ("experiment", "profile")
 
 
@@ -51,15 +54,18 @@ def load_config(
     if profile not in profiles:
         raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(profiles)}")
     experiment_cfg = OmegaConf.load(root / f"{experiment}.yaml")
-    per_profile = experiment_cfg.pop("profile_overrides", None) or {}
-    unknown_profiles = set(per_profile) - set(profiles)
-    if unknown_profiles:
-        raise UserError(f"{experiment}.yaml: profile_overrides names unknown profiles {sorted(unknown_profiles)}")
+    layers = []
+    for block in experiment_cfg.pop("blocks", None) or []:
+        path = root / BLOCKS_DIR / f"{block}.yaml"
+        if not path.is_file():
+            valid = sorted(p.stem for p in (root / BLOCKS_DIR).glob("*.yaml"))
+            raise UserError(f"{experiment}.yaml: unknown block {block!r}; valid blocks: {', '.join(valid)}")
+        layers += with_profile_overrides(OmegaConf.load(path), path.name, profile, profiles)
+    layers += with_profile_overrides(experiment_cfg, f"{experiment}.yaml", profile, profiles)
     cfg = OmegaConf.merge(
         OmegaConf.load(root / "defaults.yaml"),
         OmegaConf.load(root / "profiles" / f"{profile}.yaml"),
-        experiment_cfg,
-        per_profile.get(profile, {}),
+        *layers,
     )
     cfg.experiment, cfg.profile = experiment, profile
     OmegaConf.set_struct(cfg, True)
@@ -72,6 +78,15 @@ def load_config(
     if check_paths and profile == "paper":
         check_required_paths(cfg)
     return cfg
+
+
+def with_profile_overrides(layer: DictConfig, name: str, profile: str, profiles: list[str]) -> list[DictConfig]:
+    """A config layer without its `profile_overrides`, followed by the section for `profile` (if any)."""
+    per_profile = layer.pop("profile_overrides", None) or {}
+    unknown_profiles = set(per_profile) - set(profiles)
+    if unknown_profiles:
+        raise UserError(f"{name}: profile_overrides names unknown profiles {sorted(unknown_profiles)}")
+    return [layer, per_profile.get(profile, {})]
 
 
 def parse_override(text: str) -> tuple[str, object]:

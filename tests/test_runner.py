@@ -158,9 +158,27 @@ def test_every_experiment_file_only_uses_known_top_level_sections():
     defaults = yaml.safe_load((EXPERIMENTS_DIR / "defaults.yaml").read_text())
     for name in EXPERIMENTS:
         data = yaml.safe_load((EXPERIMENTS_DIR / f"{name}.yaml").read_text())
-        assert "description" in data and "task" in data, name
+        assert "description" in data, name
         assert not set(data) & {"experiment", "profile"}, f"{name} sets a runner key"
+        assert load_config(name).task, f"{name} sets no task (itself or through its blocks)"
         assert set(defaults) >= {"seed", "run_dir", "trainer"}
+
+
+def test_blocks_are_composed_before_the_experiment(tmp_path):
+    """A shared block (and its profile section) is merged after the profile and before the experiment, which
+    states only what differs; an unknown block is a one-line error naming the valid ones."""
+    write_experiment_tree(tmp_path, "c: 1\nd: 1\n", "[]")
+    (tmp_path / "profiles" / "tiny.yaml").write_text("{}\n")
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "shared.yaml").write_text(
+        "c: 5\nd: 5\nprofile_overrides:\n  tiny:\n    d: 6\n  paper:\n    d: 7\n")
+    (tmp_path / "exp.yaml").write_text("description: x\nblocks: [shared]\nc: 8\n")
+    cfg = load_config("exp", "tiny", root=tmp_path)
+    assert (cfg.c, cfg.d) == (8, 6) and "blocks" not in cfg
+    assert load_config("exp", "paper", root=tmp_path).d == 7
+    (tmp_path / "exp.yaml").write_text("description: x\nblocks: [missing]\n")
+    with pytest.raises(UserError, match="unknown block 'missing'; valid blocks: shared"):
+        load_config("exp", "tiny", root=tmp_path)
 
 
 def test_a_run_writes_its_directory(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from lightning_svd.errors import UserError
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus, load_truth
 from lightning_svd.synthetic.corpus import plan_video
-from lightning_svd.synthetic.scenes import SceneRenderer
+from lightning_svd.synthetic.scenes import SceneRenderer, caption_for
 from lightning_svd.video import read_frames
 
 
@@ -127,3 +127,23 @@ def test_reading_a_span_seeks_and_gives_the_same_frames_as_a_full_decode(small_c
     everything = read_frames(video)
     for start, stop, step in [(0, 10, 1), (61, 75, 2), (100, None, 3), (len(everything) - 2, None, 1)]:
         np.testing.assert_array_equal(read_frames(video, start, stop, step), everything[start:stop:step])
+
+
+def test_captions_name_degradations_only_when_asked_and_flat_scenes_are_flat():
+    """The ablation corpus' captions never name a planted degradation (a text-conditioned proxy would tie it to the
+    words); a test corpus may ask for the words. texture=0 renders a flat background: only shapes and text vary."""
+    quality_words = ("blurry", "grainy", "washed-out")
+    default, named = CorpusSpec(degraded_fraction=1.0), CorpusSpec(degraded_fraction=1.0, caption_degradation=True)
+    for index in range(3):
+        plain = [caption_for(s) for s in plan_video(default, index)[0]]
+        worded = [caption_for(s, name_degradation=named.caption_degradation) for s in plan_video(named, index)[0]]
+        assert not any(word in caption for caption in plain for word in quality_words)
+        assert all(any(word in caption for word in quality_words) for caption in worded)
+    scene = plan_video(CorpusSpec(), 0)[0][0]
+    assert "textured" not in caption_for(scene, textured=False) and "textured" in caption_for(scene)
+    scene.shapes, scene.degradation, scene.text = [], None, None
+    flat = SceneRenderer(scene, 64, 48, texture=0.0).render(0)
+    textured = SceneRenderer(scene, 64, 48, texture=1.0).render(0)
+    assert flat.reshape(-1, 3).std(axis=0).max() == 0 and textured.reshape(-1, 3).std(axis=0).max() > 10
+    with pytest.raises(UserError, match="corpus.texture"):
+        CorpusSpec(texture=1.5).validate()

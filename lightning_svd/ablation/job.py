@@ -118,6 +118,9 @@ def run_job(out: Path) -> None:
 def main() -> int:
     """Worker loop: run each job folder read from stdin, with its output in `<folder>/worker.log`, and answer
     `ok` or `failed` for it on stdout (a failed job's traceback ends its worker.log)."""
+    from lightning_svd.quiet import silence_third_party
+
+    silence_third_party()
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     for line in sys.stdin:
         if not line.strip():

@@ -282,12 +282,13 @@ class DiffusionStage(L.LightningModule):
 
 
 def without_unset_keys(diffusion: Mapping) -> dict:
-    """Config nodes list the keys of several choices (so any can be set from the command line): a part's
-    null keys (noise, guider) are not its parameters."""
-    diffusion = dict(diffusion)
+    """Config nodes list the keys of several choices (so any can be set from the command line): a null part
+    (preconditioning, sampler, ...) is the preset's, and a part's null keys (noise, guider) are not its
+    parameters."""
+    diffusion = {k: v for k, v in dict(diffusion).items() if v is not None}
     if "noise" in diffusion:
         diffusion["noise"] = {k: v for k, v in diffusion["noise"].items() if v is not None}
-    sampling = dict(diffusion.get("sampling", {}))
+    sampling = {k: v for k, v in dict(diffusion.get("sampling", {})).items() if v is not None}
     if "guider" in sampling:
         sampling["guider"] = {k: v for k, v in sampling["guider"].items() if v is not None}
     diffusion["sampling"] = sampling

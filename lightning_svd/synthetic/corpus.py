@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..video import write_video
 from .scenes import SceneRenderer, caption_for, random_scene
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 TRANSITION_FRAMES = {"hard": 0, "crossfade": 12, "fade": 16}
 TRANSITION_ODDS = {"hard": 0.5, "crossfade": 0.25, "fade": 0.25}
 
@@ -42,6 +42,8 @@ class CorpusSpec:
     degraded_fraction: float = 0.3
     keyframe_interval: int = 48
     crf: int = 18
+    texture: float = 1.0               # background texture strength: 1 textured, 0 flat colour
+    caption_degradation: bool = False  # captions name a scene's planted degradation ("a grainy shot of ...")
 
     @classmethod
     def from_config(cls, node) -> "CorpusSpec":
@@ -57,6 +59,8 @@ class CorpusSpec:
                 f"corpus.width and corpus.height must be multiples of 4 and >= 32, got {self.width}x{self.height}")
         if not 0 < self.min_seconds <= self.max_seconds:
             raise UserError("corpus.min_seconds must be positive and at most corpus.max_seconds")
+        if not 0.0 <= self.texture <= 1.0:
+            raise UserError(f"corpus.texture must lie in [0, 1] (0 flat, 1 textured), got {self.texture}")
         if self.min_seconds < 2 * self.min_scene_seconds:
             raise UserError("corpus.min_seconds must fit two scenes: make it >= 2 * corpus.min_scene_seconds")
 
@@ -94,9 +98,9 @@ def plan_video(spec: CorpusSpec, index: int) -> tuple[list, list[str], list[int]
 def render_video(spec: CorpusSpec, index: int, out_dir: Path) -> dict:
     """Render, encode and describe video `index`; returns its ground truth (also written as the sidecar)."""
     scenes, transitions, lengths, num_frames = plan_video(spec, index)
-    renderers = [SceneRenderer(scene, spec.width, spec.height) for scene in scenes]
+    renderers = [SceneRenderer(scene, spec.width, spec.height, spec.texture) for scene in scenes]
     for scene in scenes:
-        scene.caption = caption_for(scene)
+        scene.caption = caption_for(scene, textured=spec.texture > 0, name_degradation=spec.caption_degradation)
     starts, cuts, cursor = [], [], 0
     for i, length in enumerate(lengths):
         starts.append(cursor)

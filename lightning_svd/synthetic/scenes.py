@@ -60,6 +60,8 @@ class Scene:
 
     def to_truth(self) -> dict:
         return {
+            "background_color": self.background_color, "shape_kind": self.shapes[0].kind,
+            "shape_color": self.shapes[0].color, "num_shapes": len(self.shapes),
             "motion": self.motion, "speed": round(self.speed, 4),
             "direction_deg": DIRECTIONS[self.pan_direction] if self.speed else None,
             "text_area": round(self.text_area, 5), "text": self.text,
@@ -97,10 +99,14 @@ def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded
 
 
 class SceneRenderer:
-    """Renders frames of one scene at a fixed frame size; the text layer and pattern are built once."""
+    """Renders frames of one scene at a fixed frame size; the text layer and pattern are built once.
 
-    def __init__(self, scene: Scene, width: int, height: int):
-        self.scene, self.width, self.height = scene, width, height
+    `texture` scales the background's plane waves: 1 is the curation corpus' textured ground (the flow scorer
+    needs it to see a pan), 0 a flat colour (small proxy models learn flat scenes in minutes, textured ones not).
+    """
+
+    def __init__(self, scene: Scene, width: int, height: int, texture: float = 1.0):
+        self.scene, self.width, self.height, self.texture = scene, width, height, float(texture)
         self.ys, self.xs = np.mgrid[0:height, 0:width].astype(np.float32)
         rng = np.random.default_rng(scene.pattern_seed)
         # Six plane waves per channel: wavelengths of 12-70 px survive the 16 px downscale of the flow scorer.
@@ -157,7 +163,7 @@ class SceneRenderer:
         texture = np.einsum("cw,cwp->cp", np.cos(shift), self.sin_phase) - np.einsum(
             "cw,cwp->cp", np.sin(shift), self.cos_phase)
         texture = texture.T.reshape(self.height, self.width, 3) / self.sin_phase.shape[1]
-        return self.base * 0.6 + 70.0 * texture + 40.0
+        return self.base * 0.6 + 70.0 * self.texture * texture + 40.0
 
     def _draw_shape(self, frame: np.ndarray, shape: Shape, t: float, dx: float, dy: float) -> None:
         """Shapes ride on the panning background and also move on their own at the scene's speed."""
@@ -187,8 +193,12 @@ class SceneRenderer:
         return frame
 
 
-def caption_for(scene: Scene) -> str:
-    """A template caption that states what the scene shows (the synthetic corpus' ground-truth caption)."""
+def caption_for(scene: Scene, *, textured: bool = True, name_degradation: bool = False) -> str:
+    """A template caption that states what the scene shows (the synthetic corpus' ground-truth caption).
+
+    Real captioners rarely describe blur or grain, so the degradation is named only with `name_degradation`: a
+    caption naming it lets a text-conditioned model tie the degradation to those words and never draw it for a
+    clean prompt, hiding the very effect the curation ablations measure."""
     shapes = scene.shapes
     noun = shapes[0].kind + ("s" if len(shapes) > 1 else "")
     count = {1: "a", 2: "two", 3: "three"}[len(shapes)]
@@ -199,6 +209,6 @@ def caption_for(scene: Scene) -> str:
         pace = "slowly" if scene.speed < 1.0 else ("steadily" if scene.speed < 2.0 else "quickly")
         motion = f"moving {pace} as the camera pans {scene.pan_direction}"
     quality = {None: "", "blur": "a blurry shot of ", "noise": "a grainy shot of ",
-               "low_contrast": "a washed-out shot of "}[scene.degradation]
+               "low_contrast": "a washed-out shot of "}[scene.degradation] if name_degradation else ""
     text = f", with the words '{scene.text}' on screen" if scene.text else ""
-    return f"{quality}{what} {motion} over a {scene.background_color} textured background{text}"
+    return f"{quality}{what} {motion} over a {scene.background_color} {'textured ' if textured else ''}background{text}"
