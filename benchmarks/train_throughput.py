@@ -65,28 +65,64 @@ def cpu_all_stages() -> list[dict]:
     return rows
 
 
-def gpu_svd(steps: int, frames: int, height: int, width: int, batch: int, peak_tflops: float) -> dict:
-    from torch.utils.flop_counter import FlopCounterMode
-
+def i2v_stage_config(frames: int, height: int, width: int, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The paper profile's image-to-video stage section at `frames` x `height` x `width` (svd UNet, ViT-H-14 image
+    tower built from its config, random weights; no weight paths checked), with `overrides` applied last."""
     from lightning_svd.config import load_config
-    from lightning_svd.stages import STAGES
 
     cfg = load_config("i2v", "paper", [f"frames={frames}", f"train.height={height}", f"train.width={width}",
-                                       "train.open_clip.model=ViT-H-14"], check_paths=False)
-    stage_cfg = OmegaConf.to_container(cfg.train, resolve=True)
-    stage = STAGES["image_to_video"](stage=stage_cfg).cuda()
-    optimizer = torch.optim.AdamW(stage.trainable_parameters(), lr=3e-5)
-    video = torch.rand(batch, frames, 3, height, width, device="cuda") * 2 - 1
-    data = {"video": video, "fps_id": torch.full((batch,), 6.0, device="cuda"),
-            "motion_bucket_id": torch.full((batch,), 127.0, device="cuda")}
+                                       "train.open_clip.model=ViT-H-14", *overrides], check_paths=False)
+    return OmegaConf.to_container(cfg.train, resolve=True)
+
+
+def build_stage(stage_cfg: dict, device: str):
+    """The stage of `stage_cfg` on `device`, its random weights drawn there (a 2-billion-parameter stage is drawn
+    on the GPU in seconds, on the CPU in minutes); if that fails, drawn on the CPU and moved, saying so."""
+    from lightning_svd.stages import STAGES
+
+    try:
+        with torch.device(device):
+            stage = STAGES[stage_cfg["name"]](stage=stage_cfg)
+    except Exception as error:  # noqa: BLE001 - any failure of the device-side build falls back to the CPU
+        if torch.device(device).type == "cpu":
+            raise
+        print(f"building the stage on {device} failed ({type(error).__name__}: {error}); building on the CPU",
+              flush=True)
+        stage = STAGES[stage_cfg["name"]](stage=stage_cfg)
+    return stage.to(device)
+
+
+def i2v_batch(batch: int, frames: int, height: int, width: int, device: str) -> dict:
+    """A random image-to-video training batch: clips in [-1, 1], fps_id 6 and motion bucket 127."""
+    video = torch.rand(batch, frames, 3, height, width, device=device) * 2 - 1
+    return {"video": video, "fps_id": torch.full((batch,), 6.0, device=device),
+            "motion_bucket_id": torch.full((batch,), 127.0, device=device)}
+
+
+def training_step(stage, optimizer, data: dict, dtype: torch.dtype = torch.bfloat16):
+    """One training step as the Trainer runs it under `*-mixed` precision (`dtype` float32: no autocast): the loss
+    under autocast, backward, the optimizer step, and the EMA update when the stage has EMA on
+    (`DiffusionStage.optimizer_step`)."""
+    device_type = data["video"].device.type
 
     def step(index: int) -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32):
             loss = stage.compute_loss(data, index).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if stage.ema is not None:
+            stage.ema.update()
 
+    return step
+
+
+def gpu_svd(steps: int, frames: int, height: int, width: int, batch: int, peak_tflops: float) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    stage = build_stage(i2v_stage_config(frames, height, width), "cuda")
+    optimizer = torch.optim.AdamW(stage.trainable_parameters(), lr=3e-5)
+    step = training_step(stage, optimizer, i2v_batch(batch, frames, height, width, "cuda"))
     stage.train()
     step(0)
     with FlopCounterMode(display=False) as counter:

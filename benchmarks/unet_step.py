@@ -27,6 +27,18 @@ from lightning_svd.models.unet import VideoUNet
 from lightning_svd.models.unet_diffusers import VIDEO_CLASS, sgm_to_diffusers_names, unet_config_from_diffusers
 
 DIFFUSERS_CONFIGS = {
+    "tiny": {  # CPU smoke tests (benchmarks/gpu_suite.py --tiny): two levels, attention at the first
+        "in_channels": 8,
+        "out_channels": 4,
+        "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        "block_out_channels": (32, 64),
+        "layers_per_block": 1,
+        "num_attention_heads": (2, 4),
+        "cross_attention_dim": 32,
+        "addition_time_embed_dim": 8,
+        "projection_class_embeddings_input_dim": 24,
+    },
     "mid": {
         "in_channels": 8,
         "out_channels": 4,
@@ -75,9 +87,14 @@ def our_model(reference) -> VideoUNet:
     config = unet_config_from_diffusers({**dict(reference.config), "_class_name": VIDEO_CLASS})
     with torch.device("meta"):
         unet = VideoUNet(config)
-    names = sgm_to_diffusers_names(config, list(unet.state_dict()), VIDEO_CLASS)
+    return copy_diffusers_weights(unet, reference, assign=True)
+
+
+def copy_diffusers_weights(unet: VideoUNet, reference, assign: bool = False) -> VideoUNet:
+    """Load the diffusers model's weights into our UNet of the same config (strict); `assign` shares them."""
+    names = sgm_to_diffusers_names(unet.config, list(unet.state_dict()), VIDEO_CLASS)
     weights = reference.state_dict()
-    unet.load_state_dict({ours: weights[theirs] for ours, theirs in names.items()}, strict=True, assign=True)
+    unet.load_state_dict({ours: weights[theirs] for ours, theirs in names.items()}, strict=True, assign=assign)
     return unet
 
 
@@ -111,6 +128,16 @@ def step_function(which: str, model, inputs: dict[str, torch.Tensor], args: argp
     per_frame_noise = c_noise.repeat_interleave(frames)
     per_frame_context = context.repeat_interleave(frames, 0).to(dtype)
     return lambda: model(flat, per_frame_noise, per_frame_context, y, num_frames=frames)
+
+
+def training_step(model, run):
+    """One full fine-tune step of `run` (a `step_function` closure): loss = mean square of the output."""
+
+    def train_step() -> None:
+        run().float().square().mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    return train_step
 
 
 def synchronise(device: str) -> None:
@@ -162,11 +189,7 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, float]:
     elif args.checkpointing:
         model.set_gradient_checkpointing(True)
     run = step_function(which, model, inputs, args)
-
-    def train_step() -> None:
-        run().float().square().mean().backward()
-        model.zero_grad(set_to_none=True)
-
+    train_step = training_step(model, run)
     train_step()
     synchronise(args.device)
     saved = 0 if args.checkpointing else saved_activation_bytes(model, run)
