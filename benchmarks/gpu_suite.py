@@ -285,14 +285,16 @@ def section_train(args: argparse.Namespace, sizes: Sizes) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     frames, height, width = sizes.train_video
+    batch = args.train_batch
     stage_cfg = stage_config(sizes, sizes.train_video, "320x576", ema=True)
     stage = train_throughput.build_stage(stage_cfg, args.device).train()
     optimizer = stage.configure_optimizers()["optimizer"]  # fused AdamW, as the Trainer gets it
     unet_parameters = sum(p.numel() for p in stage.unet.parameters())
     say(f"  i2v stage: UNet {unet_parameters / 1e9:.3f} B parameters (trained, EMA {stage.ema is not None}), "
-        f"{sum(p.numel() for p in stage.parameters()) / 1e9:.3f} B in all; clip 1 x {frames} x {height} x {width}, "
+        f"{sum(p.numel() for p in stage.parameters()) / 1e9:.3f} B in all; clips {batch} x {frames} x {height} x "
+        f"{width}, "
         f"{args.dtype} autocast, gradient checkpointing {stage_cfg['gradient_checkpointing']}")
-    data = train_throughput.i2v_batch(1, frames, height, width, args.device)
+    data = train_throughput.i2v_batch(batch, frames, height, width, args.device)
     dtype = unet_step.DTYPES[args.dtype]
     step = train_throughput.training_step(stage, optimizer, data, dtype)
     counter = iter(range(10**6))
@@ -309,9 +311,9 @@ def section_train(args: argparse.Namespace, sizes: Sizes) -> dict:
     persistent = allocated_gib(args.device)
     baseline = reset_peak(args.device)
     seconds = median(timed(lambda: step(next(counter)), args.device, sizes.train_steps, warmup=1))
-    result = {"video": [1, frames, height, width], "unet_parameters": unet_parameters, "step_s": round(seconds, 4),
-              "clips_per_s": round(1 / seconds, 3), "counted_flop_per_step": counted_flops,
-              "counted_tflop_per_step": round(counted_flops / 1e12, 2),
+    result = {"video": [batch, frames, height, width], "unet_parameters": unet_parameters,
+              "step_s": round(seconds, 4), "clips_per_s": round(batch / seconds, 3),
+              "counted_flop_per_step": counted_flops, "counted_tflop_per_step": round(counted_flops / 1e12, 2),
               "persistent_gib": persistent, "peak_gib": peak_gib(args.device), "peak_reserved_gib": reserved_gib(
                   args.device), "peak_above_persistent_gib": peak_gib(args.device, baseline)}
     if model_flops:
@@ -656,6 +658,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int,
                         help="CPU threads for torch (default: 1 with --tiny on the CPU, where tiny ops only contend)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--train-batch", type=int, default=1,
+                        help="clips per training step at 14 x 320 x 576 (the 576 x 1024 finetune keeps 1)")
     parser.add_argument("--sample-steps", type=int, help="sampling steps timed (default 25; fewer: extrapolated)")
     parser.add_argument("--budget-s", type=float, default=330.0,
                         help="skip the sections still to run once this many seconds have passed")
