@@ -1,12 +1,13 @@
 """Loss weights lambda(sigma) and the denoising loss E[lambda(sigma) ||D(x0 + sigma n; sigma) - x0||^2]."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from lightning_svd.diffusion.noise import training_noise
+from lightning_svd.diffusion.preconditioning import data_std, per_channel
 from lightning_svd.diffusion.registry import Registry
 from lightning_svd.diffusion.tensors import per_sample
 
@@ -17,11 +18,12 @@ LOSS_WEIGHTINGS = Registry("loss weighting")
 class EDMWeighting:
     """lambda = (s^2 + sd^2) / (s sd)^2 = 1 / c_out^2: unit weight on the raw network output (EDM eq. 8)."""
 
-    def __init__(self, sigma_data: float = 0.5):
-        self.sigma_data = sigma_data
+    def __init__(self, sigma_data: float | Sequence[float] = 0.5):
+        self.sigma_data = data_std(sigma_data)
 
     def __call__(self, sigma: torch.Tensor) -> torch.Tensor:
-        sd = self.sigma_data
+        """(N,) weights, or (N, C) with a per-channel sigma_data."""
+        sigma, sd = per_channel(sigma, self.sigma_data)
         return (sigma**2 + sd**2) / (sigma * sd) ** 2
 
 

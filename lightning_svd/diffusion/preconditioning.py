@@ -4,7 +4,7 @@ D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; c_noise(sigma)), w
 float32 whatever precision the network runs in (as NVlabs/edm does).
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -24,22 +24,39 @@ class Scalings(NamedTuple):
     c_noise: torch.Tensor
 
 
+def data_std(sigma_data: float | Sequence[float]) -> torch.Tensor:
+    """sigma_data as a tensor: a scalar, or one value per latent channel (C,)."""
+    values = torch.as_tensor(sigma_data, dtype=torch.float32)
+    if values.ndim > 1 or values.numel() == 0 or bool((values <= 0).any()):
+        raise ValueError(f"sigma_data must be a positive number or a list of them (one per channel), got {sigma_data}")
+    return values
+
+
+def per_channel(sigma: torch.Tensor, sd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sigma (N,) against a per-channel sd (C,) as (N, 1) and (1, C); a scalar sd leaves sigma as it is."""
+    if sd.ndim == 0:
+        return sigma, sd
+    return sigma[:, None], sd.to(sigma.device)[None, :]
+
+
 @PRECONDITIONINGS.register("edm")
 class EDMPreconditioning:
-    """Plain EDM: c_skip = sd^2/(s^2+sd^2), c_out = s sd/sqrt(s^2+sd^2), c_in = 1/sqrt(s^2+sd^2), c_noise = ln(s)/4."""
+    """Plain EDM: c_skip = sd^2/(s^2+sd^2), c_out = s sd/sqrt(s^2+sd^2), c_in = 1/sqrt(s^2+sd^2), c_noise = ln(s)/4.
 
-    def __init__(self, sigma_data: float = 0.5):
-        if sigma_data <= 0.0:
-            raise ValueError(f"sigma_data must be positive, got {sigma_data}")
-        self.sigma_data = sigma_data
+    `sigma_data` may hold one value per latent channel (the EDM derivation holds per dimension of a diagonal data
+    covariance): channels that carry little signal, such as the fine detail of a wavelet stand-in, then get c_skip
+    near 0 and a small c_out, so a young network's error in them is scaled down instead of passed through.
+    """
+
+    def __init__(self, sigma_data: float | Sequence[float] = 0.5):
+        self.sigma_data = data_std(sigma_data)
 
     def __call__(self, sigma: torch.Tensor) -> Scalings:
-        sigma = sigma.float()
-        sd = self.sigma_data
+        c_noise = sigma.float().log() / 4.0
+        sigma, sd = per_channel(sigma.float(), self.sigma_data)
         c_skip = sd**2 / (sigma**2 + sd**2)
         c_out = sigma * sd / (sigma**2 + sd**2).sqrt()
         c_in = 1.0 / (sd**2 + sigma**2).sqrt()
-        c_noise = sigma.log() / 4.0
         return Scalings(c_skip, c_out, c_in, c_noise)
 
 

@@ -4,7 +4,10 @@ import torch
 
 
 def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape one value per leading-dim row to (N, 1, 1, ...) so it broadcasts against `like`."""
+    """Reshape one value per leading-dim row to (N, 1, 1, ...) so it broadcasts against `like`; values given per
+    row and channel, (N, C), become (N, C, 1, ...)."""
+    if values.ndim == 2:
+        return values.to(like.dtype).reshape(*values.shape, *([1] * (like.ndim - 2)))
     return values.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 

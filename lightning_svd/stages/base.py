@@ -52,7 +52,7 @@ class DiffusionStage(L.LightningModule):
         self.conditioner = self.build_conditioner(cfg)
         self.unet = self.build_network(cfg)
         self.unet.set_gradient_checkpointing(bool(cfg["gradient_checkpointing"]))
-        self.diffusion = build_diffusion(without_unset_keys(cfg["diffusion"]))
+        self.diffusion = build_diffusion(per_channel_data_std(without_unset_keys(cfg["diffusion"]), self.autoencoder))
         self.denoiser = self.diffusion.denoiser(self.unet)
         self.sigma_bucket_edges = self.ln_sigma_quantiles(int(cfg["sigma_buckets"]))
         self.build_extras(cfg)
@@ -279,6 +279,20 @@ class DiffusionStage(L.LightningModule):
     def prepare_sampling_batch(self, batch: dict, generator: torch.Generator) -> dict:
         return batch
 
+
+
+def per_channel_data_std(diffusion: dict, autoencoder) -> dict:
+    """A `sigma_data` list of the preconditioning or loss weighting that holds one value per Haar level of the
+    wavelet stand-in (patch means first) becomes one value per latent channel; other values pass unchanged."""
+    for part in ("preconditioning", "weighting"):
+        spec = diffusion.get(part)
+        values = spec.get("sigma_data") if isinstance(spec, Mapping) else None
+        if isinstance(values, list | tuple) and len(values) != autoencoder.latent_channels:
+            if not hasattr(autoencoder, "per_channel"):
+                raise ValueError(f"diffusion.{part}.sigma_data lists {len(values)} values; give one per latent "
+                                 f"channel ({autoencoder.latent_channels})")
+            diffusion[part] = {**spec, "sigma_data": autoencoder.per_channel(values)}
+    return diffusion
 
 
 def without_unset_keys(diffusion: Mapping) -> dict:

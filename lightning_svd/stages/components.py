@@ -80,7 +80,7 @@ class SpaceToDepthAutoencoder(nn.Module):
         super().__init__()
         if factor < 1 or scale <= 0:
             raise ValueError(f"space_to_depth needs factor >= 1 and scale > 0, got {factor} and {scale}")
-        self.factor = factor
+        self.factor, self.basis = factor, basis
         self.latent_channels = channels * factor * factor
         self.scale_factor = scale
         self.mix = nn.Conv2d(self.latent_channels, self.latent_channels, 1, bias=False)
@@ -88,6 +88,23 @@ class SpaceToDepthAutoencoder(nn.Module):
             self.mix.weight.copy_(patch_basis(basis, factor, channels)[:, :, None, None])
         self.register_buffer("channel_gains", self._channel_gains(basis, detail_gains, channels), persistent=False)
         self.requires_grad_(False)
+
+    def channel_levels(self) -> torch.Tensor:
+        """(C f^2,) detail level of each latent channel: 0 for the patch means, then 1 (coarse) .. log2(f) (fine);
+        with the pixel basis every channel counts as level 0."""
+        if self.basis != "haar":
+            return torch.zeros(self.latent_channels, dtype=torch.long)
+        level = haar_levels(self.factor)
+        return torch.maximum(level[:, None], level[None, :]).flatten().repeat(self.latent_channels // self.factor**2)
+
+    def per_channel(self, per_level: Sequence[float]) -> list[float]:
+        """One value per Haar level (patch means first) spread to every latent channel of that level."""
+        levels = int(self.factor).bit_length()
+        if self.basis != "haar" or len(per_level) != levels:
+            raise ValueError(f"per-level values need basis haar and {levels} values (patch means, then each detail "
+                             f"level of a {self.factor}x{self.factor} patch); got basis {self.basis!r} and "
+                             f"{list(per_level)}")
+        return [float(per_level[level]) for level in self.channel_levels()]
 
     def _channel_gains(self, basis: str, detail_gains: Sequence[float], channels: int) -> torch.Tensor:
         """(C f^2, 1, 1) extra gain per latent channel: 1 for the patch means, detail_gains[level - 1] else."""

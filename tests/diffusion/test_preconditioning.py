@@ -151,3 +151,39 @@ def test_denoiser_scalings_stay_float32_around_a_low_precision_network():
     s = 700.0
     expected = x.float() / (s**2 + 1) - s / math.sqrt(s**2 + 1) * 2.0 * network_input.float()
     torch.testing.assert_close(denoised, expected)
+
+
+def test_per_channel_sigma_data_scales_each_channel_by_its_own_formulas():
+    """A per-channel sigma_data gives every channel the scalar formulas with its own value (c_noise stays one per
+    row), the denoiser applies them channel by channel, and the EDM weight is per channel too."""
+    from lightning_svd.diffusion.loss import EDMWeighting
+
+    per_channel = [1.4, 0.2, 0.05]
+    sigmas = torch.tensor([0.1, 0.7, 3.0])
+    scalings = EDMPreconditioning(per_channel)(sigmas)
+    for channel, sd in enumerate(per_channel):
+        single = EDMPreconditioning(sd)(sigmas)
+        for joint, alone in zip(scalings[:3], single[:3], strict=True):
+            torch.testing.assert_close(joint[:, channel], alone)
+        torch.testing.assert_close(EDMWeighting(per_channel)(sigmas)[:, channel], EDMWeighting(sd)(sigmas))
+    torch.testing.assert_close(scalings.c_noise, sigmas.log() / 4)
+    x = torch.randn(3, 3, 2, 2)
+    denoised = Denoiser(lambda inputs, c_noise: torch.zeros_like(inputs), EDMPreconditioning(per_channel))(x, sigmas)
+    expected = torch.stack([EDMPreconditioning(sd)(sigmas).c_skip for sd in per_channel], dim=1)[..., None, None] * x
+    torch.testing.assert_close(denoised, expected)
+    with pytest.raises(ValueError, match="sigma_data must be a positive"):
+        EDMPreconditioning([0.5, 0.0])
+
+
+def test_per_level_sigma_data_spreads_over_the_wavelet_stand_ins_channels():
+    from lightning_svd.stages.base import per_channel_data_std
+    from lightning_svd.stages.components import SpaceToDepthAutoencoder
+
+    haar = SpaceToDepthAutoencoder(4, basis="haar")
+    spec = per_channel_data_std({"preconditioning": {"name": "edm", "sigma_data": [1.0, 0.2, 0.1]}}, haar)
+    values = spec["preconditioning"]["sigma_data"]
+    assert len(values) == 48 and sorted(set(values)) == [0.1, 0.2, 1.0]
+    assert values.count(1.0) == 3 and values.count(0.2) == 9
+    with pytest.raises(ValueError, match="basis haar"):
+        per_channel_data_std({"weighting": {"name": "edm", "sigma_data": [1.0, 0.2]}},
+                             SpaceToDepthAutoencoder(2, basis="pixels"))
