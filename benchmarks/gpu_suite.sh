@@ -2,6 +2,9 @@
 # The GPU suite on a bare GPU machine with no registry: install the carried wheels, then run every section.
 #
 #   bash benchmarks/gpu_suite.sh            # results (json, md, log) under $OUT, else under runs/gpu_suite/
+#   bash benchmarks/gpu_suite.sh --sections unet,train,sample --train-batch 1,4,8 --train-uncheckpointed --sdpa \
+#       --channels-last --sample-bf16-unet --compile regional --budget-s 300   # issue 19's optimisation run, ~6 min
+# Arguments go to benchmarks/gpu_suite.py (its docstring lists the sections and variant flags).
 #
 # The machine's image has torch, torchvision, lightning, torchmetrics, timm, transformers, onnxruntime, opencv,
 # huggingface_hub and safetensors; the rest comes from .whl/ (Python 3.12, manylinux x86_64, one version each):
