@@ -25,11 +25,12 @@ class Scalings(NamedTuple):
 
 
 def data_std(sigma_data: float | Sequence[float]) -> torch.Tensor:
-    """sigma_data as a tensor: a scalar, or one value per latent channel (C,)."""
-    values = torch.as_tensor(sigma_data, dtype=torch.float32)
-    if values.ndim > 1 or values.numel() == 0 or bool((values <= 0).any()):
+    """sigma_data as a CPU tensor (also under a meta-device context): a scalar, or one value per latent channel."""
+    values = [sigma_data] if isinstance(sigma_data, int | float) else list(sigma_data)
+    if not values or any(not isinstance(v, int | float) or v <= 0 for v in values):
         raise ValueError(f"sigma_data must be a positive number or a list of them (one per channel), got {sigma_data}")
-    return values
+    return torch.tensor(float(sigma_data) if isinstance(sigma_data, int | float) else values, dtype=torch.float32,
+                        device="cpu")
 
 
 def per_channel(sigma: torch.Tensor, sd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
