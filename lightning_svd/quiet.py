@@ -2,7 +2,9 @@
 
 Each entry names a message we have read and judged: Lightning's advert for its cloud logger and its hardware
 inventory, deprecation notices inside Lightning itself, a logging-interval hint that short proxy runs always
-trigger, the notice about frozen modules in eval mode (our text towers and EMA copies are frozen on purpose), and
+trigger, the notice about frozen modules in eval mode (our text towers and EMA copies are frozen on purpose), the
+`weights_only` default when Lightning reloads our own checkpoints, the "max_steps reached" line (our log says how
+many steps ran), and
 open_clip's "No pretrained weights loaded" for towers we build on random weights deliberately (every output that
 depends on them says so in our own words). Anything not listed still reaches the terminal.
 """
@@ -15,6 +17,7 @@ QUIET_WARNINGS = (
     r"The number of training batches \(\d+\) is smaller than the logging interval.*",
     r"Found \d+ module\(s\) in eval mode at the start of training.*",
     r".*does not have many workers which may be a bottleneck.*",
+    r".*`weights_only` was not set, defaulting to `False`.*",
 )
 QUIET_LOG_MESSAGES = (
     "💡 Tip: For seamless cloud logging",
@@ -22,6 +25,7 @@ QUIET_LOG_MESSAGES = (
     "TPU available:",
     "HPU available:",
     "No pretrained weights loaded for model",
+    "`Trainer.fit` stopped: `max_steps=",
 )
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 

@@ -11,7 +11,7 @@ import torch
 from data_modules.clips import resize_and_crop
 from lightning_svd.ablation.data import clip_caption
 from lightning_svd.errors import UserError
-from lightning_svd.evaluation.extractors import build_extractor
+from lightning_svd.evaluation.extractors import VideoFeatureExtractor
 from lightning_svd.evaluation.fvd import FrechetVideoDistance, FVDProtocol, RealStatisticsCache
 from lightning_svd.video import read_frames
 
@@ -43,9 +43,9 @@ def real_videos(windows: list[tuple[str, int]], num_frames: int, height: int, wi
 class ArmEvaluator:
     """FVD of generated videos against one fixed real set; the real side is featurised once per protocol."""
 
-    def __init__(self, extractor_spec: dict, real: pa.Table, windows_per_clip: int, num_frames: int, height: int,
-                 width: int, cache_dir: str):
-        self.metric = FrechetVideoDistance(build_extractor(extractor_spec), reset_real_features=False)
+    def __init__(self, extractor: VideoFeatureExtractor, real: pa.Table, windows_per_clip: int, num_frames: int,
+                 height: int, width: int, cache_dir: str):
+        self.metric = FrechetVideoDistance(extractor, reset_real_features=False)
         self.windows = real_windows(real, num_frames, windows_per_clip)
         if len(self.windows) < 2:
             raise UserError(f"FVD needs two or more real videos, the held-out clips give {len(self.windows)}: raise "

@@ -19,12 +19,15 @@ def arm_entry(arm, seeds: list[dict], degraded_share: float | None) -> dict:
     """One arm of the SPEC results contract plus seed statistics; `seeds` are the per-seed done records."""
     fvd, fvd_spread = mean_and_spread([s["fvd"] for s in seeds])
     loss, loss_spread = mean_and_spread([s["final_loss"] for s in seeds])
+    looks_degraded, looks_degraded_spread = mean_and_spread([s.get("degraded_sample_share") for s in seeds])
     return {
         "name": arm.name, "removed_fraction": arm.removed_fraction, "num_clips": arm.num_clips,
         "threshold": arm.threshold, "train_steps": max(s["train_steps"] for s in seeds),
         "final_loss": loss, "final_loss_spread": loss_spread, "fvd": fvd, "fvd_spread": fvd_spread,
         "degraded_share": None if degraded_share is None else round(degraded_share, 4),
-        "seeds": [{k: s[k] for k in ("seed", "final_loss", "fvd", "train_steps")} for s in seeds],
+        "degraded_sample_share": looks_degraded, "degraded_sample_share_spread": looks_degraded_spread,
+        "seeds": [{k: s.get(k) for k in ("seed", "final_loss", "fvd", "degraded_sample_share", "train_steps")}
+                  for s in seeds],
     }
 
 
@@ -44,9 +47,11 @@ def honest_notes(arms: list[dict], extractor_comparable: bool, extractor_reason:
     """What moved across arms (in `ordering`), in which direction, and whether the moves exceed the seed-to-seed
     spread."""
     notes = []
-    for key, label in (("degraded_share", "the share of planted-degraded clips"), ("fvd", "FVD"),
+    for key, label in (("degraded_share", "the share of planted-degraded clips in the training data"),
+                       ("degraded_sample_share", "the share of samples the detector calls degraded"),
+                       ("simulated_elo_gain", "the Elo gain from simulated raters"), ("fvd", "FVD"),
                        ("final_loss", "the final training loss (mean over the last 20 % of steps)")):
-        values = [a[key] for a in arms]
+        values = [a.get(key) for a in arms]
         if len(values) < 2 or any(v is None for v in values):
             continue
         text = f"{ordering}, {label} {direction(values)} ({', '.join(f'{v:.4g}' for v in values)})"
@@ -85,23 +90,33 @@ def _with_spread(value, spread, digits: int) -> str:
     return text if spread is None or value is None else f"{text} ± {spread:.{digits}f}"
 
 
+def _share(value, spread=None) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f} %" + ("" if spread is None else f" ± {100 * spread:.1f}")
+
+
 def render_markdown(results: dict, notes: list[str]) -> str:
+    simulated = "Elo gain, simulated raters (± sd)"
     lines = [f"# Ablation: {results['criterion']} ({results['experiment']}, {results['profile']} profile)", "",
-             "| Arm | Removed | Clips | Threshold | Degraded share | Steps | Final loss (± sd) | FVD ↓ (± sd) | Elo |",
+             f"| Arm | Removed | Clips | Degraded in training data | Degraded-looking samples (± sd) | {simulated} | "
+             "FVD ↓ (± sd) | Final loss (± sd) | Elo, people |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for arm in results["arms"]:
-        share = arm.get("degraded_share")
         lines.append(
             f"| {arm['name']} | {100 * arm['removed_fraction']:.4g} % | {arm['num_clips']} | "
-            f"{_number(arm['threshold'], 4)} | {'–' if share is None else f'{100 * share:.1f} %'} | "
-            f"{arm['train_steps']} | {_with_spread(arm['final_loss'], arm['final_loss_spread'], 4)} | "
-            f"{_with_spread(arm['fvd'], arm['fvd_spread'], 2)} | {_number(arm.get('elo'), 1)} |")
+            f"{_share(arm.get('degraded_share'))} | "
+            f"{_share(arm.get('degraded_sample_share'), arm.get('degraded_sample_share_spread'))} | "
+            f"{_with_spread(arm.get('simulated_elo_gain'), arm.get('simulated_elo_gain_spread'), 1)} | "
+            f"{_with_spread(arm['fvd'], arm['fvd_spread'], 2)} | "
+            f"{_with_spread(arm['final_loss'], arm['final_loss_spread'], 4)} | {_number(arm.get('elo'), 1)} |")
     seeds = results.get("seeds")
     if seeds:
-        lines += ["", f"Mean over seeds {seeds}; ± is the seed-to-seed sample standard deviation."]
+        lines += ["", f"Mean over seeds {seeds}; ± is the seed-to-seed sample standard deviation. Thresholds: "
+                  + ", ".join(f"{a['name']} {_number(a['threshold'], 4)}" for a in results["arms"]) + "."]
     lines += ["", "Notes:", *[f"- {note}" for note in notes]]
     if results.get("plot"):
-        lines += ["", f"![FVD and degraded share per arm]({results['plot']})"]
+        lines += ["", f"![Degraded-looking samples, simulated-rater Elo and FVD per arm]({results['plot']})"]
     if results.get("sample_grid"):
         lines += ["", "One sample per prompt and arm (frames left to right), under the real clip of each prompt:", "",
                   f"![Samples per arm]({results['sample_grid']})"]
@@ -132,23 +147,29 @@ def write_hparams(writer, results: dict) -> None:
                    "removed_fraction": arm["removed_fraction"], "num_clips": arm["num_clips"],
                    "threshold": float("nan") if arm["threshold"] is None else arm["threshold"]}
         metrics = {f"ablation/{key}": float("nan") if arm.get(key) is None else float(arm[key])
-                   for key in ("fvd", "fvd_spread", "final_loss", "final_loss_spread", "degraded_share")}
+                   for key in ("fvd", "fvd_spread", "final_loss", "final_loss_spread", "degraded_share",
+                               "degraded_sample_share", "degraded_sample_share_spread", "simulated_elo_gain",
+                               "simulated_elo_gain_spread")}
         writer.add_hparams(hparams, metrics, run_name=arm["name"])
     writer.flush()
 
 
-def write_plot(results: dict, path: Path, width: int = 720, height: int = 360) -> Path:
-    """FVD (mean ± sd over seeds) and the degraded share against the removed fraction, side by side."""
+def write_plot(results: dict, path: Path, width: int = 1080, height: int = 360) -> Path:
+    """The detector's degraded share of the samples, the simulated raters' Elo gain and FVD (each mean ± sd over
+    seeds) against the removed fraction, side by side."""
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     arms = results["arms"]
-    panels = [("FVD (mean ± sd)", [a["fvd"] for a in arms], [a["fvd_spread"] for a in arms], (40, 90, 200)),
-              ("degraded share", [a["degraded_share"] for a in arms], [None] * len(arms), (200, 70, 40))]
+    panels = [("degraded-looking samples (mean ± sd)", [a.get("degraded_sample_share") for a in arms],
+               [a.get("degraded_sample_share_spread") for a in arms], (200, 70, 40)),
+              ("Elo gain, simulated raters (mean ± sd)", [a.get("simulated_elo_gain") for a in arms],
+               [a.get("simulated_elo_gain_spread") for a in arms], (40, 150, 60)),
+              ("FVD (mean ± sd)", [a["fvd"] for a in arms], [a["fvd_spread"] for a in arms], (40, 90, 200))]
     xs = [a["removed_fraction"] for a in arms]
     ticks, axis = [f"{x:g}" for x in xs], "removed fraction"
     if len(set(xs)) < len(xs):  # arms of equal size (curated vs uncurated): one position per arm
         xs, ticks, axis = list(range(len(arms))), [a["name"] for a in arms], "arm"
-    panel_width = width // 2
+    panel_width = width // len(panels)
     for index, (title, values, spreads, colour) in enumerate(panels):
         left, top, right, bottom = index * panel_width + 50, 40, (index + 1) * panel_width - 20, height - 50
         draw.text((left, 12), title, fill="black")
@@ -203,3 +224,29 @@ def write_sample_grid(rows: list[tuple[str, np.ndarray]], path: Path, scale: int
             image.paste(strip, (label_width + column * (cell_width + gap), top))
     image.save(path)
     return path
+
+
+def write_sample_images(writer, grid: list[tuple[str, np.ndarray]], samples: dict[str, list[np.ndarray]],
+                        num_prompts: int) -> None:
+    """TensorBoard shows the arms, not only their numbers: the grid, and per arm every prompt's samples (rows: the
+    samples of one seed's repetitions; frames left to right), beside the scalars and HParams."""
+    rows = [videos for _, videos in grid]
+    writer.add_image("samples/grid", _mosaic(rows), dataformats="HWC")
+    for arm, per_seed in samples.items():
+        for seed_index, videos in enumerate(per_seed):
+            repetitions = [videos[start:start + num_prompts] for start in range(0, len(videos), num_prompts)]
+            writer.add_image(f"samples/{arm}/seed{seed_index}", _mosaic(repetitions), dataformats="HWC")
+    writer.flush()
+
+
+def _mosaic(rows: list[np.ndarray], scale: int = 3, gap: int = 2) -> np.ndarray:
+    """Rows of (N, T, H, W, 3) uint8 videos as one image: each video's frames side by side, white gaps."""
+    frames, height, width = rows[0].shape[1:4]
+    columns = max(len(videos) for videos in rows)
+    cell = frames * width + gap
+    image = np.full((len(rows) * (height + gap), columns * cell, 3), 255, dtype=np.uint8)
+    for r, videos in enumerate(rows):
+        for c, video in enumerate(videos):
+            image[r * (height + gap):r * (height + gap) + height, c * cell:c * cell + frames * width] = \
+                np.concatenate(list(video), axis=1)
+    return image.repeat(scale, axis=0).repeat(scale, axis=1)

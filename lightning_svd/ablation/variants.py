@@ -22,6 +22,7 @@ from lightning_svd.errors import UserError
 
 NO_CAPTION = "none"  # the control arm: empty captions, so the proxy trains unconditionally
 IMAGE_PRETRAINING = "image_pretraining"
+IMAGE_DATA = ("corpus", "subset")
 
 
 def check_caption_sources(sources: list[str]) -> None:
@@ -56,14 +57,18 @@ def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
 
 
 def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
-    """`ablation.image_init.checkpoint`, or the image-only proxy trained on `subset`'s frames.
+    """`ablation.image_init.checkpoint`, or the image-only proxy trained here (cached).
 
-    The trained model is cached under `cache_dir`, keyed by the subset's clips, the image recipe and the seed, so
-    every later ablation of the same subset reuses it (as every paper arm reuses SD 2.1); an interrupted
-    pretraining resumes from its last checkpoint.
+    The paper's proxies start from SD 2.1, which never saw the video subset. The tiny stand-in therefore trains on
+    data of its own (`image_init.data=corpus`: a synthetic corpus with `image_init.corpus` over `corpus.*`, by
+    default another seed without planted degradations), so no arm starts from a model that already draws them;
+    `image_init.data=subset` trains on the subset's frames instead. The model is cached under `cache_dir`, keyed by
+    its data, the image recipe and the seed, so every later ablation reuses it (as every paper arm reuses SD 2.1);
+    an interrupted pretraining resumes from its last checkpoint.
     """
     from lightning_svd.config import load_config
     from lightning_svd.run_context import RunContext
+    from lightning_svd.synthetic import CorpusSpec
     from lightning_svd.tasks import train
 
     section = cfg.ablation.image_init
@@ -71,32 +76,42 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
         path = Path(str(section.checkpoint)).expanduser()
         if not path.exists():
             raise UserError(f"ablation.image_init.checkpoint {path} not found; give an image-stage checkpoint or "
-                            "null to pretrain one on the subset")
+                            "null to pretrain one")
         return str(path)
+    if section.data not in IMAGE_DATA:
+        raise UserError(f"ablation.image_init.data={section.data!r}; choose one of {', '.join(IMAGE_DATA)}")
     overrides = [*cfg.ablation.proxy_overrides, *section.pretrain_overrides, *cfg.ablation.extra_proxy_overrides]
     image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
     image.seed = seed
-    image.train.data.batch_size = min(int(image.train.data.batch_size), subset.num_rows)
+    if section.data == "corpus":
+        image.corpus = OmegaConf.merge(cfg.corpus, section.corpus)
+        image.train.data.table = None
+        data_key = f"corpus:{CorpusSpec.from_config(image.corpus).key()}"
+        described = f"a clean synthetic corpus of its own ({image.corpus.num_videos} videos, seed {image.corpus.seed})"
+    else:
+        image.train.data.batch_size = min(int(image.train.data.batch_size), subset.num_rows)
+        data_key = "|".join(str(c) for c in subset.column("clip_id").to_pylist())
+        described = "the subset's frames"
     recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
-    clips = "|".join(str(c) for c in subset.column("clip_id").to_pylist())
-    key = hashlib.sha256(json.dumps([clips, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([data_key, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
     out = Path(str(cfg.cache_dir)).expanduser() / IMAGE_PRETRAINING / key
     done = out / "done.json"
     if done.is_file():
         ctx.log.info(f"reusing the cached image model {out}")
         return json.loads(done.read_text())["checkpoint"]
     out.mkdir(parents=True, exist_ok=True)
-    image.train.data.table = str(write_arm_table(subset, out / "clips.parquet"))
+    if section.data == "subset":
+        image.train.data.table = str(write_arm_table(subset, out / "clips.parquet"))
     image.run_dir, image.cache_dir, image.resume = str(out), cfg.cache_dir, True
     OmegaConf.save(image, out / "config.yaml", resolve=True)
-    ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on the subset's "
-                 f"frames, cached for later ablations -> {out}")
+    ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on {described}, "
+                 f"cached for later ablations -> {out}")
     ablation = cfg.ablation  # the image model runs alone, on the cores the arm-seeds will share
     threads = max(1, int(ablation.parallel_jobs)) * int(ablation.torch_threads) if ablation.torch_threads else None
     with torch_threads(threads):
         trained = train.run(image, RunContext(out, ctx.log))
     partial = out / ".done.json.partial"
     partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"],
-                                   "resumed_from": trained["resumed_from"]}))
+                                   "resumed_from": trained["resumed_from"], "data": data_key}))
     partial.replace(done)
     return trained["checkpoint"]

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 
+from ..quiet import silence_third_party
 from .pipeline import VideoCurator, VideoResult, uses_torch
 
 _worker_curator: VideoCurator | None = None
@@ -27,6 +28,7 @@ def limit_threads(threads: int, torch_too: bool) -> None:
 
 def _init_worker(cfg: dict, threads: int) -> None:
     global _worker_curator
+    silence_third_party()
     limit_threads(threads, uses_torch(cfg))
     _worker_curator = VideoCurator(cfg, threads=threads)
 

@@ -19,7 +19,7 @@ import queue
 import subprocess
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +50,18 @@ from lightning_svd.ablation.job import (
     train_and_sample,
     write_job,
 )
+from lightning_svd.ablation.judge import build_judge
 from lightning_svd.ablation.summary import (
     arm_entry,
     final_logged_mean,
     honest_notes,
+    mean_and_spread,
     render_markdown,
     sample_check_note,
     write_hparams,
     write_plot,
     write_sample_grid,
+    write_sample_images,
 )
 from lightning_svd.ablation.variants import (
     caption_arms,
@@ -69,6 +72,7 @@ from lightning_svd.ablation.variants import (
 from lightning_svd.config import check_required_paths, load_config
 from lightning_svd.diffusion import build_diffusion
 from lightning_svd.errors import UserError
+from lightning_svd.evaluation.extractors import build_extractor
 from lightning_svd.stages.base import without_unset_keys
 
 DONE = "done.json"
@@ -180,8 +184,9 @@ def last_line(log_file: Path) -> str:
     return lines[-1] if lines else "no output"
 
 
-def evaluate_job(ctx, arm_name: str, seed: int, evaluator) -> dict:
-    """FVD of a trained arm-seed's samples; the done marker makes this happen once."""
+def evaluate_job(ctx, arm_name: str, seed: int, evaluator, judge) -> dict:
+    """FVD and the detector's degraded share of a trained arm-seed's samples; the done marker makes this happen
+    once."""
     out = job_dir(ctx, arm_name, seed)
     if (out / DONE).is_file():
         return json.loads((out / DONE).read_text())
@@ -193,24 +198,39 @@ def evaluate_job(ctx, arm_name: str, seed: int, evaluator) -> dict:
         final_loss = trained["final_loss"]
     record = {"arm": arm_name, "seed": seed, "train_steps": trained["train_steps"], "final_loss": final_loss,
               "fvd": None if fvd is None else round(fvd["fvd"], 6), "fvd_detail": fvd,
+              "degraded_sample_share": None if judge is None else round(judge.degraded_share(videos), 6),
               "num_generated": len(videos), "checkpoint": trained["checkpoint"],
               "resumed_from": trained["resumed_from"]}
     partial = out / f".{DONE}.partial"
     partial.write_text(json.dumps(record, indent=1, default=str))
     partial.replace(out / DONE)
-    ctx.log.info(f"{arm_name} seed {seed}: final loss {record['final_loss']}, FVD {record['fvd']}")
+    shown = "" if judge is None else f", degraded-looking samples {record['degraded_sample_share']:.0%}"
+    ctx.log.info(f"{arm_name} seed {seed}: final loss {record['final_loss']}, FVD {record['fvd']}{shown}")
     return record
 
 
-def write_study_pack(run_dir: Path, arm_names: list[str], prompts: list[dict], seed: int, fps: int) -> Path:
+def pack_prompt_id(prompt_id: str, seed: int, sample: int) -> str:
+    """Every sample is its own pack prompt, so raters compare arms on matched samples (same prompt, seed, noise)."""
+    return f"{prompt_id}-s{seed}-k{sample}"
+
+
+def write_study_pack(run_dir: Path, samples: dict[str, list[np.ndarray]], prompts: list[dict], seeds: list[int],
+                     fps: int) -> Path:
+    """Every sample the numbers were computed on: one pack prompt per (prompt, seed, sample), each video naming its
+    seed and sample, so a rater or an outside check judges exactly what was measured."""
     from lightning_svd.preference.pack import write_pack
 
-    videos = {}
-    for arm in arm_names:
-        samples = np.load(run_dir / "arms" / arm / f"seed{seed}" / SAMPLES)[: len(prompts)]
-        for prompt, video in zip(prompts, samples, strict=True):
-            videos[(arm, prompt["id"])] = video
-    return write_pack(run_dir / "study", prompts, videos, fps, arms=arm_names)
+    pack_prompts, videos, meta = [], {}, {}
+    for seed_index, seed in enumerate(seeds):
+        repetitions = len(next(iter(samples.values()))[seed_index]) // len(prompts)
+        for sample in range(repetitions):
+            for index, prompt in enumerate(prompts):
+                pack_id = pack_prompt_id(prompt["id"], seed, sample)
+                pack_prompts.append({"id": pack_id, "text": prompt["text"]})
+                for arm, per_seed in samples.items():
+                    videos[(arm, pack_id)] = per_seed[seed_index][sample * len(prompts) + index]
+                    meta[(arm, pack_id)] = {"seed": seed, "sample": sample}
+    return write_pack(run_dir / "study", pack_prompts, videos, fps, arms=list(samples), video_meta=meta)
 
 
 def elo_from_votes(pack_root: Path) -> dict[str, float]:
@@ -230,6 +250,45 @@ def elo_from_votes(pack_root: Path) -> dict[str, float]:
     return {arm: round(entry["elo"], 2) for arm, entry in results["rankings"][AGGREGATE]["arms"].items()}
 
 
+def simulated_elo(section, pack_root: Path, samples: dict[str, list[np.ndarray]], prompts: list[dict],
+                  seeds: list[int], judge, prompt_clips: np.ndarray) -> tuple[dict, dict[str, list[float]]]:
+    """The simulated rater panel on the study pack, through the preference app's store and rankings: the pooled
+    ranking, and each arm's Elo gain over the lowest arm from each seed's votes alone (its seed-to-seed spread)."""
+    from lightning_svd.preference.pack import StudyPack
+    from lightning_svd.preference.results import AGGREGATE, compute_results
+    from lightning_svd.preference.settings import StudySettings
+    from lightning_svd.preference.simulated import run_simulated_panel
+
+    scores = {}
+    for seed_index, seed in enumerate(seeds):
+        for arm, per_seed in samples.items():
+            judged = judge.scores(per_seed[seed_index], prompt_clips)
+            for position in range(len(per_seed[seed_index])):
+                pack_id = pack_prompt_id(prompts[position % len(prompts)]["id"], seed, position // len(prompts))
+                scores[(arm, pack_id)] = {question: float(values[position]) for question, values in judged.items()}
+    standardised = {}
+    for question in ("quality", "prompt_following"):
+        values = np.array([entry[question] for entry in scores.values()])
+        scale = values.std() or 1.0
+        for key, entry in scores.items():
+            standardised.setdefault(key, {})[question] = entry[question] / scale
+    votes_per_pair, seed = int(section.votes_per_pair), int(section.seed)
+    panel = run_simulated_panel(pack_root, standardised, votes_per_pair=votes_per_pair,
+                                temperature=float(section.temperature), seed=seed)
+    pack = StudyPack.load(pack_root)
+    from lightning_svd.preference.store import VoteStore
+
+    votes = VoteStore(panel.db_path).votes()
+    settings = StudySettings(votes_per_pair=votes_per_pair, attention_check_rate=0.0, seed=seed)
+    per_seed_gain = {arm: [] for arm in samples}
+    for chosen in seeds:
+        mine = [v for v in votes if pack.videos[(v.task.arm_a, v.task.prompt_id)].seed == chosen]
+        ranking = compute_results(pack, mine, settings)["rankings"][AGGREGATE]["arms"]
+        for arm in samples:
+            per_seed_gain[arm].append(round(float(ranking[arm]["elo_gain"]), 2))
+    return panel.to_dict(), per_seed_gain
+
+
 def check(cfg) -> None:
     """Settings that would fail after minutes of curation fail before anything is written."""
     section = cfg.ablation
@@ -240,6 +299,9 @@ def check(cfg) -> None:
         raise UserError("ablation.seeds must list at least one seed (two give the seed-to-seed spread)")
     if len(section.removed_fractions) < 1:
         raise UserError("ablation.removed_fractions must list at least one fraction, e.g. [0.0, 0.125, 0.25, 0.5]")
+    extractors = ("domain", "random", "i3d_torchscript")
+    if section.fvd.extractor not in extractors:
+        raise UserError(f"unknown ablation.fvd.extractor {section.fvd.extractor!r}; valid: {', '.join(extractors)}")
     if section.criterion == "captions":
         check_caption_sources([str(source) for source in section.captions.sources])
     as_defined = load_config(cfg.experiment, cfg.profile, check_paths=False)
@@ -305,6 +367,24 @@ def run(cfg, ctx) -> dict:
         return run_arms(cfg, ctx)
 
 
+def build_evaluator(cfg, split, judge, frames: int, height: int, width: int):
+    """FVD against the held-out real clips with `ablation.fvd.extractor`: the domain network (tiny: the judge's
+    features), random features (labelled), or the paper's I3D; None when FVD is off."""
+    section = cfg.ablation.fvd
+    if not section.enabled:
+        return None
+    kind = str(section.extractor)
+    if kind == "domain":
+        if judge is None:
+            raise UserError("ablation.fvd.extractor=domain needs clips with synthetic ground truth (the domain "
+                            "network learns from it); use i3d_torchscript or random for other footage")
+        extractor = judge.net
+    else:
+        extractor = build_extractor({"kind": kind, **OmegaConf.to_container(section[kind], resolve=True)})
+    held = cfg.ablation.heldout
+    return ArmEvaluator(extractor, split.real, int(held.windows_per_clip), frames, height, width, str(cfg.cache_dir))
+
+
 def run_arms(cfg, ctx) -> dict:
     section = cfg.ablation
     seeds = [int(s) for s in section.seeds]
@@ -326,33 +406,38 @@ def run_arms(cfg, ctx) -> dict:
     ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
                  f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
                  + ", ".join(f"{a.name} ({a.num_clips})" for a in arms) + f"; {len(prompts)} prompts")
-    evaluator = None
-    if section.fvd.enabled:
-        extractor = {"kind": str(section.fvd.extractor),
-                     **OmegaConf.to_container(section.fvd[str(section.fvd.extractor)], resolve=True)}
-        evaluator = ArmEvaluator(extractor, split.real, int(held.windows_per_clip), frames, height, width,
-                                 str(cfg.cache_dir))
+    judge = build_judge(section.judge, split, frames, height, width, str(cfg.cache_dir), ctx.log) \
+        if section.judge.enabled else None
+    if judge is not None:
+        ctx.log.info(judge.describe())
+    evaluator = build_evaluator(cfg, split, judge, frames, height, width)
     jobs = []
     for arm in arms:
         arm_table = write_arm_table(arm.table, Path(ctx.run_dir) / "arms" / arm.name / "clips.parquet")
         jobs += [(arm, arm_table, seed) for seed in seeds]
     run_jobs(cfg, ctx, jobs, prompts)
-    entries = [arm_entry(arm, [evaluate_job(ctx, arm.name, seed, evaluator) for seed in seeds],
+    entries = [arm_entry(arm, [evaluate_job(ctx, arm.name, seed, evaluator, judge) for seed in seeds],
                          truth.degraded_share(arm.table)) for arm in arms]
-    pack = write_study_pack(Path(ctx.run_dir), [a.name for a in arms], prompts, seeds[0],
-                            int(section.sampling.fps)) if section.study.enabled else None
+    samples = {a.name: [np.load(job_dir(ctx, a.name, seed) / SAMPLES) for seed in seeds] for a in arms}
+    prompt_clips = prompt_real_clips(prompts, split.real, frames, height, width)
+    pack = write_study_pack(Path(ctx.run_dir), samples, prompts, seeds, int(section.sampling.fps)) \
+        if section.study.enabled else None
+    panel = None
+    if pack is not None and judge is not None and section.simulated_raters.enabled:
+        panel, gains = simulated_elo(section.simulated_raters, pack, samples, prompts, seeds, judge, prompt_clips)
+        for entry in entries:
+            entry["simulated_elo_gain"], entry["simulated_elo_gain_spread"] = mean_and_spread(gains[entry["name"]])
+            entry["simulated_elo_gain_seeds"] = gains[entry["name"]]
     elo = elo_from_votes(pack) if pack is not None else {}
     for entry in entries:
         if entry["name"] in elo:
             entry["elo"] = elo[entry["name"]]
     labels = evaluator.metric.labels() if evaluator is not None else {}
-    samples = {a.name: [np.load(job_dir(ctx, a.name, seed) / SAMPLES) for seed in seeds] for a in arms}
     if evaluator is not None:
         real_change = real_frame_difference(evaluator.windows, frames, height, width)
         sample_change = {name: frame_difference(videos[0]) for name, videos in samples.items()}
         for entry in entries:
             entry["sample_frame_difference"] = sample_change[entry["name"]]
-    prompt_clips = prompt_real_clips(prompts, split.real, frames, height, width)
     for entry in entries:
         own, others = prompt_colour_distances(np.concatenate(samples[entry["name"]]), prompt_clips)
         entry["prompt_colour_distance"] = round(own, 2)
@@ -362,6 +447,15 @@ def run_arms(cfg, ctx) -> dict:
     write_sample_grid(grid, Path(ctx.run_dir) / SAMPLE_GRID)
     ordering = ORDERINGS.get(str(section.criterion), "As the removed fraction grows")
     notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
+    if judge is not None:
+        notes.append(f"Degraded-looking samples are judged by a {judge.describe()}; it never saw a curation "
+                     "score, and the same network gives the domain FVD's features.")
+    if panel is not None:
+        notes.append(f"Elo gain comes from {panel['label']} (no person voted): a panel of "
+                     f"{panel['votes_per_pair']} automatic raters per pair, judging visual quality by the domain "
+                     "network's P(degraded) and prompt following by feature distance to the prompt's real clip, "
+                     "cast every pairwise vote on the study pack through the preference app (Elo K = 1 over 1000 "
+                     "orders); the spread is over the seeds' votes.")
     if batch_note:
         notes.append(batch_note)
     if len(prompts) > 1:
@@ -379,18 +473,23 @@ def run_arms(cfg, ctx) -> dict:
         "seeds": seeds, "subset_size": subset.num_rows, "num_real_clips": split.real.num_rows,
         "num_real_videos": None if evaluator is None else len(evaluator.windows),
         "real_clips_clean_only": bool(held.clean_only), "heldout_videos": split.heldout_videos,
-        "prompts": prompts, "study_pack": None if pack is None else str(pack),
+        "prompts": prompts, "samples_per_prompt": int(section.sampling.samples_per_prompt),
+        "study_pack": None if pack is None else str(pack),
+        "judge": None if judge is None else asdict(judge.report), "simulated_raters": panel,
         "clip_table": str(clip_table), "image_model": image_model, "plot": PLOT,
         "sample_grid": SAMPLE_GRID,
         "proxy": {"experiment": str(section.proxy_experiment), "num_frames": frames, "height": height,
                   "width": width, "sampling_steps": int(section.sampling.steps)},
     }
     write_plot(results, Path(ctx.run_dir) / PLOT)
-    write_hparams(ctx.tensorboard(), results)
+    writer = ctx.tensorboard()
+    write_hparams(writer, results)
+    write_sample_images(writer, grid, samples, len(prompts))
     markdown = render_markdown(results, notes)
     ctx.write_results(results, markdown)
     print(markdown)
-    print(f"TensorBoard logs (HParams view compares the arms): tensorboard --logdir {ctx.run_dir}")
+    print(f"TensorBoard (each arm's samples under IMAGES, the arms side by side under HPARAMS): "
+          f"tensorboard --logdir {ctx.run_dir}")
     if pack is not None:
         print(f"Study pack: {pack}  (rate it: python run.py experiment=preference_study study.pack={pack})")
     return results

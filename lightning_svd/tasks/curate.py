@@ -71,6 +71,10 @@ def run(cfg, ctx) -> dict:
     videos, where, root = source_videos(cfg)
     curation["source_root"] = str(root)
     ctx.log.info(f"curating {len(videos)} videos from {where}")
+    clip = curation["clip"]
+    if clip["enabled"] and not clip["weights"]:
+        ctx.log.info(f"CLIP score: open_clip {clip['model']} on random weights (curation.clip.weights not set); its "
+                     "scores rank nothing, and the clip table and results say so")
     folder = ctx.run_dir / "clips"
     try:
         summary = curate_videos(videos, curation, folder, build_engine(curation), progress=curation["progress"])

@@ -25,7 +25,7 @@ OVERRIDES = [
     "ablation.curation_overrides=[curation.clip.enabled=false, curation.ocr.backend=none, curation.workers=1]",
     "ablation.removed_fractions=[0.0, 0.5]", "ablation.heldout.video_fraction=0.4",
     "ablation.prompts.count=2", "ablation.sampling.steps=2", "ablation.sampling.samples_per_prompt=2",
-    "ablation.parallel_jobs=1",
+    "ablation.parallel_jobs=1", "ablation.judge.steps=40",
 ]
 TWO_STEPS = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "train.data.batch_size=2"]
 
@@ -50,7 +50,7 @@ def test_results_follow_the_spec_contract(finished):
     run_dir, results = finished
     stored = json.loads((run_dir / "results.json").read_text())
     assert stored["experiment"] == "ablation_aesthetic" and stored["criterion"] == "aesthetic"
-    assert stored["profile"] == "tiny" and stored["feature_extractor"]["kind"] == "random"
+    assert stored["profile"] == "tiny" and stored["feature_extractor"]["kind"] == "domain"
     assert isinstance(stored["notes"], str) and "rank these arms against each other only" in stored["notes"]
     assert [a["removed_fraction"] for a in stored["arms"]] == [0.0, 0.5]
     first, second = stored["arms"]
@@ -62,11 +62,17 @@ def test_results_follow_the_spec_contract(finished):
         assert 0 <= arm["prompt_colour_distance"] <= 442 and 0 <= arm["other_prompts_colour_distance"] <= 442
         assert [s["seed"] for s in arm["seeds"]] == [0, 1] and arm["fvd_spread"] is not None
         assert 0.0 <= arm["degraded_share"] <= 1.0
+        assert 0.0 <= arm["degraded_sample_share"] <= 1.0 and arm["degraded_sample_share_spread"] is not None
+        assert np.isfinite(arm["simulated_elo_gain"]) and len(arm["simulated_elo_gain_seeds"]) == 2
+    assert min(a["simulated_elo_gain"] for a in stored["arms"]) >= 0
+    assert stored["judge"]["num_heldout"] > 0 and "degradation" in stored["judge"]["heldout_accuracy"]
+    assert stored["simulated_raters"]["label"] == "simulated raters"
     assert second["num_clips"] == first["num_clips"] - int(np.floor(0.5 * first["num_clips"] + 0.5))
     assert first["threshold"] is None and second["threshold"] is not None
     markdown = (run_dir / "results.md").read_text()
     assert all(f"| {a['name']} |" in markdown for a in stored["arms"])
     assert "\n- As the removed fraction grows, the share of planted-degraded clips" in markdown
+    assert "Elo gain, simulated raters" in markdown and "comes from simulated raters (no person voted)" in markdown
     assert "- Sample check: consecutive frames" in markdown and "- Prompt check: the samples' mean colours" in markdown
     assert (run_dir / "ablation.png").stat().st_size > 0
 
@@ -107,11 +113,18 @@ def test_held_out_real_clips_are_never_trained_on(finished):
         assert held and not trained & held
 
 
-def test_the_study_pack_holds_every_arm_and_prompt(finished):
+def test_the_study_pack_holds_every_sample_the_numbers_were_computed_on(finished):
+    """2 prompts x 2 samples x 2 seeds: one pack prompt per sample, each video naming its seed and sample, and its
+    frames those of the arm-seed's samples.npy."""
     run_dir, results = finished
     pack = StudyPack.load(run_dir / "study")
     assert list(pack.arms) == [a["name"] for a in results["arms"]]
-    assert [p.text for p in pack.prompts] == [p["text"] for p in results["prompts"]] and len(pack.prompts) == 2
+    texts = [p["text"] for p in results["prompts"]]
+    assert [p.text for p in pack.prompts] == texts * 4
+    assert {(v.seed, v.sample) for v in pack.videos.values()} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    video = pack.videos[(pack.arms[0], f"{results['prompts'][1]['id']}-s1-k1")]
+    assert (video.seed, video.sample) == (1, 1)
+    assert (pack.root / "simulated_votes.sqlite").is_file() and not (pack.root / "votes.sqlite").exists()
 
 
 def test_hparams_are_written_once_per_arm(finished):

@@ -90,7 +90,8 @@ def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
 
 def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corpus, tmp_path):
     subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus))
-    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.seeds=[0]"])
+    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.seeds=[0]",
+                                                     "ablation.image_init.data=subset"])
     cfg.ablation.extra_proxy_overrides.extend([*TWO_STEPS, "train.checkpoint_every_n_steps=1"])
     ctx = RunContext(tmp_path / "run", logging.getLogger("test"))
     first = pretrained_image_model(cfg, ctx, subset, seed=0)
@@ -108,7 +109,7 @@ def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corp
 def test_the_image_model_batch_fits_the_subset_and_uses_the_arm_seeds_cores(small_corpus, tmp_path, monkeypatch):
     subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus)).slice(0, 3)
     cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.parallel_jobs=2",
-                                                     "ablation.torch_threads=1"])
+                                                     "ablation.torch_threads=1", "ablation.image_init.data=subset"])
     cfg.ablation.extra_proxy_overrides.extend(["trainer.max_steps=1", "trainer.log_every_n_steps=1"])
     seen = {}
 
@@ -126,3 +127,27 @@ def test_the_image_model_batch_fits_the_subset_and_uses_the_arm_seeds_cores(smal
     finally:
         torch.set_num_threads(before)
     assert seen == {"batch": 3, "steps": 1, "threads": 2}  # 3 clips < batch 32; extra overrides come last
+
+
+def test_the_image_model_trains_on_a_clean_corpus_of_its_own(small_corpus, tmp_path, monkeypatch):
+    """SD 2.1 never saw the video subset: by default the stand-in trains on a corpus of its own (another seed, no
+    planted degradation, the ablation corpus' look), keyed by that corpus, so every subset and arm shares it."""
+    subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus))
+    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}"])
+    seen = []
+
+    def record(image, ctx):
+        seen.append((image.train.data.table, dict(image.corpus), image.run_dir))
+        raise RuntimeError("stop after the config")
+
+    monkeypatch.setattr("lightning_svd.tasks.train.run", record)
+    for clips in (subset, subset.slice(1)):
+        with pytest.raises(RuntimeError, match="stop after the config"):
+            pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), clips, seed=0)
+    (table, corpus, first_dir), (_, _, second_dir) = seen
+    assert table is None and first_dir == second_dir
+    assert corpus["seed"] == cfg.ablation.image_init.corpus.seed != cfg.corpus.seed
+    assert corpus["degraded_fraction"] == 0.0 and corpus["texture"] == cfg.corpus.texture
+    cfg.ablation.image_init.data = "elsewhere"
+    with pytest.raises(UserError, match="ablation.image_init.data='elsewhere'; choose one of corpus, subset"):
+        pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), subset, seed=0)

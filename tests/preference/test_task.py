@@ -117,7 +117,8 @@ def test_run_py_serves_until_stopped_then_writes_results(pack_dir, tmp_path, sto
 
 def test_the_preference_app_never_imports_torch():
     modules = ["lightning_svd.preference." + name for name in
-               ("app", "server", "service", "store", "ranking", "results", "chart", "demo_pack", "attention")]
+               ("app", "server", "service", "store", "ranking", "results", "chart", "demo_pack", "attention",
+                "simulated")]
     code = (f"import sys\nfor name in {modules + ['lightning_svd.tasks.study']!r}:\n    __import__(name)\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -1,0 +1,79 @@
+"""Probe a tiny image-model recipe: train the ablation's image model with extra overrides, sample the fixed prompts,
+and print what the samples look like in numbers (grain and contrast) beside real clean and planted-noise frames.
+
+    PYTHONPATH=. python benchmarks/image_model_probe.py OUT [--steps 600] [--threads 1] [key=value ...]
+
+The overrides go over the ablation's proxy recipe and image-pretraining overrides (`ablation.proxy_overrides`,
+`ablation.image_init.pretrain_overrides`), exactly as the ablation builds its image model; the data is the image
+model's own clean corpus (`ablation.image_init.corpus` over the ablation corpus). Grain is the mean |frame - its 3x3
+median| in grey levels: flat real frames sit near 1, frames with planted noise near 4 at 32x32.
+"""
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from lightning_svd.ablation.evaluate import sample_arm
+from lightning_svd.config import load_config
+from lightning_svd.quiet import silence_third_party
+from lightning_svd.run_context import RunContext
+from lightning_svd.stages import load_stage
+from lightning_svd.tasks import train
+
+
+def grain(videos: np.ndarray) -> np.ndarray:
+    """Per video (B, T, H, W, 3) uint8: mean |frame - 3x3 median| over its frames."""
+    frames = videos.reshape(-1, *videos.shape[-3:])
+    values = [np.abs(f.astype(np.float32) - cv2.medianBlur(f, 3).astype(np.float32)).mean() for f in frames]
+    return np.array(values).reshape(videos.shape[:2]).mean(axis=1)
+
+
+def contrast(videos: np.ndarray) -> np.ndarray:
+    return videos.reshape(videos.shape[0], videos.shape[1], -1, 3).astype(np.float32).std(axis=2).mean(axis=(1, 2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sampling-steps", type=int, default=10)
+    parser.add_argument("--cache-dir", default="~/.cache/lightning_svd")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    silence_third_party()
+    torch.set_num_threads(args.threads)
+    ablation = load_config("ablation_aesthetic", "tiny", check_paths=False)
+    overrides = [*ablation.ablation.proxy_overrides, *ablation.ablation.image_init.pretrain_overrides,
+                 f"trainer.max_steps={args.steps}", *args.overrides]
+    cfg = load_config(ablation.ablation.proxy_experiment, "tiny", overrides, check_paths=False)
+    cfg.corpus = OmegaConf.merge(ablation.corpus, ablation.ablation.image_init.corpus)
+    cfg.train.data.table, cfg.run_dir, cfg.cache_dir, cfg.resume = None, str(args.out), args.cache_dir, False
+    started = time.perf_counter()
+    trained = train.run(cfg, RunContext(args.out, logging.getLogger("probe")))
+    seconds = time.perf_counter() - started
+    prompts = [{"id": f"p{i}", "text": text} for i, text in enumerate([
+        "three pink squares moving quickly as the camera pans down-right over a red background, with the words "
+        "'LIVE 24/7' on screen",
+        "a purple square standing still over a white background",
+        "two brown squares moving quickly as the camera pans down-left over a teal background",
+        "three purple circles moving quickly as the camera pans down-right over a green background, with the words "
+        "'WWW.EXAMPLE.COM' on screen"])]
+    videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 3, 0, 1, args.sampling_steps)
+    np.save(args.out / "samples.npy", videos)
+    report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],
+              "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
+              "contrast": round(float(contrast(videos).mean()), 1), "overrides": args.overrides}
+    (args.out / "probe.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
