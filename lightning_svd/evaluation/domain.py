@@ -96,7 +96,7 @@ def examples_from_videos(video_paths: Iterable[str | Path], num_frames: int, hei
             videos.append(frames[[position[f] for f in range(first, first + span, stride)]].permute(0, 2, 3, 1))
             groups.append(Path(path).name)
             for head, classes in HEADS.items():
-                labels[head].append(classes.index(scene[head] or "clean"))
+                labels[head].append(classes.index(scene[head] or "clean"))  # a null degradation is clean
     if not videos:
         raise ValueError(f"no scene of these videos holds {span} frames")
     return DomainExamples(torch.stack(videos).numpy(), {h: np.array(v, dtype=np.int64) for h, v in labels.items()},

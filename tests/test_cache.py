@@ -1,0 +1,47 @@
+"""build_once: builds a keyed folder once, atomically, and leaves nothing behind when a build fails."""
+
+import pytest
+
+from lightning_svd.cache import build_once
+
+
+def test_builds_once_then_returns_the_cached_folder(tmp_path):
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "value.txt").write_text("42")
+
+    first = build_once(tmp_path / "things", "k1", build)
+    second = build_once(tmp_path / "things", "k1", build)
+    assert first == second == tmp_path / "things" / "k1"
+    assert (first / "value.txt").read_text() == "42"
+    assert len(calls) == 1 and calls[0] != first  # built in a temporary sibling, then renamed
+    assert [p.name for p in (tmp_path / "things").iterdir()] == ["k1"]
+
+
+def test_a_failed_build_leaves_nothing(tmp_path):
+    def build(folder):
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        build_once(tmp_path, "k1", build)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_concurrent_winner_is_kept(tmp_path):
+    """Another process finishing first (simulated by a nested build) wins; this build's result is dropped."""
+
+    def loser(folder):
+        (folder / "who.txt").write_text("loser")
+        build_once(tmp_path, "k1", lambda winner: (winner / "who.txt").write_text("winner"))
+
+    assert (build_once(tmp_path, "k1", loser) / "who.txt").read_text() == "winner"
+    assert [p.name for p in tmp_path.iterdir()] == ["k1"]
+
+
+@pytest.mark.parametrize("key", ["", "a/b", "..", ".hidden"])
+def test_keys_must_be_plain_folder_names(tmp_path, key):
+    with pytest.raises(ValueError, match="plain folder name"):
+        build_once(tmp_path, key, lambda folder: None)
