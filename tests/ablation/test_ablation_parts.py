@@ -53,11 +53,12 @@ def test_notes_say_when_a_move_is_not_monotonic_or_within_the_seed_spread():
                for n in notes)
     assert any("final training loss (mean over the last 20 % of steps) falls monotonically" in n and "exceeds" in n
                for n in notes)
-    assert any("degraded clips falls monotonically" in n for n in notes)
+    assert any("degraded clips in the training data falls monotonically" in n for n in notes)
     assert notes[-1].startswith("FVD features: random weights")
     arms = [{"degraded_share": 0.36, "fvd": None, "final_loss": None}] * 2
     same_clips = honest_notes(arms, True, None, "Across the arms")
-    assert same_clips == ["Across the arms, the share of planted-degraded clips is the same in every arm (0.36, 0.36)."]
+    assert same_clips == ["Across the arms, the share of planted-degraded clips in the training data is the same in "
+                          "every arm (0.36, 0.36)."]
 
 
 def test_the_plot_has_error_bars_and_handles_arms_of_equal_size(tmp_path):
@@ -65,7 +66,7 @@ def test_the_plot_has_error_bars_and_handles_arms_of_equal_size(tmp_path):
             for n, f in (("uncurated", 2.0), ("curated", 1.0))]
     image = Image.open(write_plot({"arms": arms}, tmp_path / "plot.png"))
     pixels = np.asarray(image.convert("RGB"))
-    assert image.size == (720, 360) and (np.abs(pixels - [40, 90, 200]).sum(axis=2) == 0).sum() > 50
+    assert image.size == (1080, 360) and (np.abs(pixels - [40, 90, 200]).sum(axis=2) == 0).sum() > 50
 
 
 def test_every_ablation_experiment_loads_with_its_criterion():
