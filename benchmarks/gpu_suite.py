@@ -540,13 +540,18 @@ def first_call_seconds(fn: Callable[[], object], device: str) -> float:
 # --- section: UNet fwd+bwd against diffusers ------------------------------------------------------------------------
 
 
-def section_unet(args: argparse.Namespace, sizes: Sizes) -> dict:
+def unet_case(args: argparse.Namespace, sizes: Sizes):
+    """The unet sections' shared setup: the step settings, the dtype, diffusers' reference UNet and its inputs."""
     frames, height, width = sizes.unet_latents
     ns = argparse.Namespace(preset=sizes.unet_preset, batch=1, frames=frames, height=height, width=width,
                             dtype=args.dtype, device=args.device, checkpointing=False)
-    dtype = unet_step.DTYPES[args.dtype]
     reference = build_on(args.device, lambda: unet_step.diffusers_model(ns))
-    inputs = unet_step.make_inputs(ns, reference)
+    return ns, unet_step.DTYPES[args.dtype], reference, unet_step.make_inputs(ns, reference)
+
+
+def section_unet(args: argparse.Namespace, sizes: Sizes) -> dict:
+    ns, dtype, reference, inputs = unet_case(args, sizes)
+    frames, height, width = sizes.unet_latents
     ours = unet_step.our_model(reference)
     models = {"ours": ours.to(args.device, dtype).train(), "diffusers": reference.to(args.device, dtype).train()}
     parameters = sum(p.numel() for p in ours.parameters())
@@ -880,12 +885,8 @@ def section_sample(args: argparse.Namespace, sizes: Sizes) -> dict:
 def section_compile_unet(args: argparse.Namespace, sizes: Sizes) -> dict:
     """Our UNet's forward + backward as in the unet section (bf16 weights, no checkpointing), eager and compiled
     in alternating rounds on the same weights; compile seconds apart (the first compiled step less a steady one)."""
+    ns, dtype, reference, inputs = unet_case(args, sizes)
     frames, height, width = sizes.unet_latents
-    ns = argparse.Namespace(preset=sizes.unet_preset, batch=1, frames=frames, height=height, width=width,
-                            dtype=args.dtype, device=args.device, checkpointing=False)
-    dtype = unet_step.DTYPES[args.dtype]
-    reference = build_on(args.device, lambda: unet_step.diffusers_model(ns))
-    inputs = unet_step.make_inputs(ns, reference)
     ours = unet_step.our_model(reference).to(args.device, dtype).train()
     del reference
     run = unet_step.step_function("ours", ours, inputs, ns)

@@ -64,6 +64,7 @@ from lightning_svd.ablation.summary import (
     write_sample_images,
 )
 from lightning_svd.ablation.variants import (
+    IMAGE_DATA,
     caption_arms,
     check_caption_sources,
     image_init_arms,
@@ -302,6 +303,8 @@ def check(cfg) -> None:
     extractors = ("domain", "random", "i3d_torchscript")
     if section.fvd.extractor not in extractors:
         raise UserError(f"unknown ablation.fvd.extractor {section.fvd.extractor!r}; valid: {', '.join(extractors)}")
+    if section.image_init.data not in IMAGE_DATA:
+        raise UserError(f"ablation.image_init.data={section.image_init.data!r}; choose one of {', '.join(IMAGE_DATA)}")
     if section.criterion == "captions":
         check_caption_sources([str(source) for source in section.captions.sources])
     as_defined = load_config(cfg.experiment, cfg.profile, check_paths=False)

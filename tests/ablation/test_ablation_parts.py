@@ -113,6 +113,15 @@ def test_a_bad_proxy_setting_fails_before_the_curation_starts(extra, message):
         ablation.check(cfg)
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("ablation.fvd.extractor=bogus", "unknown ablation.fvd.extractor 'bogus'; valid: domain, random"),
+    ("ablation.image_init.data=bogus", "ablation.image_init.data='bogus'; choose one of corpus, subset"),
+])
+def test_a_bad_choice_fails_before_the_curation_starts(override, message):
+    with pytest.raises(UserError, match=message):
+        ablation.check(load_config("ablation_aesthetic", "tiny", [override]))
+
+
 def test_paper_proxies_need_the_image_model_they_start_from():
     cfg = load_config("ablation_aesthetic", "paper", check_paths=False)
     with pytest.raises(UserError, match="ablation.image_init.checkpoint"):
