@@ -259,6 +259,7 @@ def simulated_elo(section, pack_root: Path, samples: dict[str, list[np.ndarray]]
     from lightning_svd.preference.results import AGGREGATE, compute_results
     from lightning_svd.preference.settings import StudySettings
     from lightning_svd.preference.simulated import run_simulated_panel
+    from lightning_svd.preference.store import VoteStore
 
     scores = {}
     for seed_index, seed in enumerate(seeds):
@@ -277,8 +278,6 @@ def simulated_elo(section, pack_root: Path, samples: dict[str, list[np.ndarray]]
     panel = run_simulated_panel(pack_root, standardised, votes_per_pair=votes_per_pair,
                                 temperature=float(section.temperature), seed=seed)
     pack = StudyPack.load(pack_root)
-    from lightning_svd.preference.store import VoteStore
-
     votes = VoteStore(panel.db_path).votes()
     settings = StudySettings(votes_per_pair=votes_per_pair, attention_check_rate=0.0, seed=seed)
     per_seed_gain = {arm: [] for arm in samples}
