@@ -44,6 +44,8 @@ class CorpusSpec:
     crf: int = 18
     texture: float = 1.0               # background texture strength: 1 textured, 0 flat colour
     caption_degradation: bool = False  # captions name a scene's planted degradation ("a grainy shot of ...")
+    noise_grain: int = 1               # planted noise's grain size in pixels (1: per pixel); larger grain survives
+                                       # the downscale to a small model's frames
 
     @classmethod
     def from_config(cls, node) -> "CorpusSpec":
@@ -61,6 +63,8 @@ class CorpusSpec:
             raise UserError("corpus.min_seconds must be positive and at most corpus.max_seconds")
         if not 0.0 <= self.texture <= 1.0:
             raise UserError(f"corpus.texture must lie in [0, 1] (0 flat, 1 textured), got {self.texture}")
+        if self.noise_grain < 1:
+            raise UserError(f"corpus.noise_grain must be a whole number of pixels >= 1, got {self.noise_grain}")
         if self.min_seconds < 2 * self.min_scene_seconds:
             raise UserError("corpus.min_seconds must fit two scenes: make it >= 2 * corpus.min_scene_seconds")
 
@@ -98,7 +102,7 @@ def plan_video(spec: CorpusSpec, index: int) -> tuple[list, list[str], list[int]
 def render_video(spec: CorpusSpec, index: int, out_dir: Path) -> dict:
     """Render, encode and describe video `index`; returns its ground truth (also written as the sidecar)."""
     scenes, transitions, lengths, num_frames = plan_video(spec, index)
-    renderers = [SceneRenderer(scene, spec.width, spec.height, spec.texture) for scene in scenes]
+    renderers = [SceneRenderer(scene, spec.width, spec.height, spec.texture, spec.noise_grain) for scene in scenes]
     for scene in scenes:
         scene.caption = caption_for(scene, textured=spec.texture > 0, name_degradation=spec.caption_degradation)
     starts, cuts, cursor = [], [], 0

@@ -105,8 +105,9 @@ class SceneRenderer:
     needs it to see a pan), 0 a flat colour (small proxy models learn flat scenes in minutes, textured ones not).
     """
 
-    def __init__(self, scene: Scene, width: int, height: int, texture: float = 1.0):
+    def __init__(self, scene: Scene, width: int, height: int, texture: float = 1.0, noise_grain: int = 1):
         self.scene, self.width, self.height, self.texture = scene, width, height, float(texture)
+        self.noise_grain = int(noise_grain)
         self.ys, self.xs = np.mgrid[0:height, 0:width].astype(np.float32)
         rng = np.random.default_rng(scene.pattern_seed)
         # Six plane waves per channel: wavelengths of 12-70 px survive the 16 px downscale of the flow scorer.
@@ -186,7 +187,10 @@ class SceneRenderer:
             return cv2.GaussianBlur(frame, (0, 0), sigmaX=1.0 + 2.5 * level)
         if scene.degradation == "noise":
             rng = np.random.default_rng([scene.noise_seed, int(round(t)) % 100000])
-            return np.clip(frame + rng.normal(0, 10 + 30 * level, frame.shape), 0, 255)
+            grain = self.noise_grain
+            cells = rng.normal(0, 10 + 30 * level, (-(-frame.shape[0] // grain), -(-frame.shape[1] // grain), 3))
+            noise = np.repeat(np.repeat(cells, grain, axis=0), grain, axis=1)[: frame.shape[0], : frame.shape[1]]
+            return np.clip(frame + noise, 0, 255)
         if scene.degradation == "low_contrast":
             gain = 0.6 - 0.4 * level
             return frame.mean(axis=(0, 1), keepdims=True) * (1 - gain) + frame * gain
