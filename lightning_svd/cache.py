@@ -32,3 +32,20 @@ def build_once(folder: str | Path, key: str, build: Callable[[Path], None]) -> P
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return final
+
+
+def build_once_resuming(folder: str | Path, key: str, build: Callable[[Path], None]) -> Path:
+    """`build_once` for builds of minutes that can resume (a training, a curation): `build(work)` fills a work folder
+    of fixed name, `folder/.<key>.work`, which an interrupted build leaves for the next call to resume in; once it
+    returns, the work's contents move into the folder `build_once` publishes. Paths the build records inside the
+    work folder do not survive the move: read outputs relative to the returned folder."""
+    work = Path(folder).expanduser() / f".{key}.work"
+
+    def resume_then_move(partial: Path) -> None:
+        work.mkdir(parents=True, exist_ok=True)
+        build(work)
+        for child in work.iterdir():
+            child.rename(partial / child.name)
+        work.rmdir()
+
+    return build_once(folder, key, resume_then_move)

@@ -39,9 +39,14 @@ class RunContext:
             partial.write_text(text if text.endswith("\n") else text + "\n")
             partial.replace(self.run_dir / name)
 
-    def close(self) -> None:
+    def close_tensorboard(self) -> None:
+        """Flush and close the SummaryWriter (if one was opened); the logger stays the caller's."""
         if self._tensorboard is not None:
             self._tensorboard.close()
+            self._tensorboard = None
+
+    def close(self) -> None:
+        self.close_tensorboard()
         for handler in list(self.log.handlers):
             handler.close()
             self.log.removeHandler(handler)
