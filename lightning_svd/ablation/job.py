@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from lightning_svd import training
 from lightning_svd.ablation.evaluate import sample_arm
 from lightning_svd.run_context import RunContext
+from lightning_svd.stages import load_stage
 
 CONFIG = "config.yaml"
 SAMPLING = "sampling.json"
@@ -51,14 +53,11 @@ def write_job(out: Path, proxy, prompts: list[dict], samples_per_prompt: int, st
 
 def train_and_sample(out: Path, log: logging.Logger) -> dict:
     """Train (resuming from `checkpoints/last.ckpt` if present), sample every prompt, record what happened."""
-    from lightning_svd.stages import load_stage
-    from lightning_svd.tasks import train
-
     if (out / TRAINED).is_file() and (out / SAMPLES).is_file():
         return json.loads((out / TRAINED).read_text())
     proxy = OmegaConf.load(out / CONFIG)
     sampling = json.loads((out / SAMPLING).read_text())
-    trained = train.run(proxy, RunContext(out, log))
+    trained = training.train(proxy, RunContext(out, log))
     stage = load_stage(trained["checkpoint"])
     videos = sample_arm(stage, sampling["prompts"], int(sampling["samples_per_prompt"]), int(proxy.seed),
                         int(proxy.train.num_frames), int(sampling["steps"]))

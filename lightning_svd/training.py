@@ -1,0 +1,173 @@
+"""Training one stage from a config: clip table, motion buckets, DataModule, stage, Trainer, fit, results.
+
+Below the tasks and the ablation library, which both train: the `train` task runs it as it is, the ablation's
+proxies and its image model run it per arm-seed. The DataModule shards by rank itself, so Lightning's sampler
+replacement is off.
+"""
+
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
+
+from callbacks import build_callbacks
+from data_modules.clips import ClipDataModule, ImageDataModule, read_clip_table
+from data_modules.corpus_table import write_corpus_clip_table
+from data_modules.multiview import multiview_datamodule
+from lightning_svd.errors import UserError
+from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights
+from lightning_svd.stages.checkpoints import stored_motion_buckets
+from lightning_svd.synthetic import CorpusSpec, ensure_corpus
+
+
+class Throughput(Callback):
+    """Clips per second over the run's steps after the first (which pays for start-up)."""
+
+    def __init__(self):
+        self.started = None
+        self.clips = 0
+        self.seconds = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.started is not None and (self.clips or self.seconds):
+            self.seconds += time.perf_counter() - self.started
+            self.clips += batch["video"].shape[0] * trainer.world_size
+        elif self.started is not None:
+            self.seconds = 1e-12
+        self.started = None
+
+    @property
+    def clips_per_second(self) -> float | None:
+        return round(self.clips / self.seconds, 3) if self.clips else None
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """Where a training keeps its latest state and, once finished, its final weights."""
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def clip_table(cfg, ctx) -> Path:
+    """The configured clip table, or the synthetic corpus' ground-truth table written into the run dir."""
+    if cfg.train.data.table:
+        return Path(cfg.train.data.table)
+    root = ensure_corpus(CorpusSpec.from_config(cfg.corpus), cfg.cache_dir, progress=False)
+    return write_corpus_clip_table(root, Path(ctx.run_dir) / "clip_table.parquet")
+
+
+def motion_buckets(cfg, table: Path) -> MotionBuckets:
+    """Keep the buckets of the stage we start from (their meaning is part of that model), else calibrate."""
+    if cfg.init_from:
+        stored = stored_motion_buckets(cfg.init_from)
+        if stored:
+            return MotionBuckets.from_dict(stored)
+    return MotionBuckets.calibrate([row.get("flow_score") for row in read_clip_table(table)])
+
+
+def build_datamodule(cfg, table: Path, buckets: MotionBuckets):
+    """The clip DataModule (videos), its image variant (the image stage) or the orbit DataModule (multiview)."""
+    if cfg.train.name == "multiview":
+        return multiview_datamodule(cfg)
+    data = cfg.train.data
+    common = {"height": int(cfg.train.height), "width": int(cfg.train.width), "motion_buckets": buckets,
+              "batch_size": int(data.batch_size), "num_workers": int(data.num_workers),
+              "caption_probabilities": OmegaConf.to_container(data.caption_probabilities),
+              "camera_motion": data.camera_motion, "seed": int(cfg.seed),
+              "cache_clips": bool(data.cache_clips)}
+    if cfg.train.name == "image":
+        return ImageDataModule(table, **common)
+    return ClipDataModule(table, int(cfg.train.num_frames), strides=list(data.strides), **common)
+
+
+def build_stage(cfg, buckets: MotionBuckets):
+    name = cfg.train.name
+    if name not in STAGES:
+        raise UserError(f"unknown train.name '{name}'; valid stages: {', '.join(STAGES)}")
+    stage_cfg = OmegaConf.to_container(cfg.train, resolve=True)
+    try:
+        return STAGES[name](stage=stage_cfg, motion_buckets=buckets.to_dict(), seed=int(cfg.seed))
+    except ValueError as error:  # bad train.* values, and weight files that do not fit (CheckpointError)
+        raise UserError(f"cannot build the {name} stage from train.*: {' '.join(str(error).split())}") from None
+
+
+def build_trainer(cfg, ctx, callbacks=()) -> tuple[L.Trainer, Throughput]:
+    throughput = Throughput()
+    checkpoints = ModelCheckpoint(
+        dirpath=Path(ctx.run_dir) / "checkpoints", save_last=True, save_top_k=0,
+        every_n_train_steps=int(cfg.train.checkpoint_every_n_steps),
+    )
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs.setdefault("use_distributed_sampler", False)
+    # No hyperparameter summary without metrics: the hparams callback writes one with the final metrics.
+    logger = TensorBoardLogger(save_dir=str(ctx.run_dir), name="tensorboard", version="", default_hp_metric=False)
+    try:
+        trainer = L.Trainer(**kwargs, logger=logger, callbacks=[checkpoints, throughput, *callbacks],
+                            default_root_dir=str(ctx.run_dir))
+    except (ValueError, TypeError, MisconfigurationException) as error:
+        raise UserError(f"Lightning rejects the trainer.* settings: {' '.join(str(error).split())}") from None
+    return trainer, throughput
+
+
+def check_strategy(cfg) -> None:
+    """FSDP shards the weights that EMA and in-training sampling read whole: refuse those combinations up front."""
+    strategy = str(cfg.trainer.strategy)
+    if not strategy.startswith("fsdp"):
+        return
+    conflicts = ["train.ema.enabled=true"] if cfg.train.ema.enabled else []
+    conflicts += [f"callbacks.{name}.enabled=true" for name in ("samples", "fvd", "preference")
+                  if cfg.callbacks[name].enabled]
+    if conflicts:
+        raise UserError(f"trainer.strategy={strategy} shards the weights that {', '.join(conflicts)} read whole; "
+                        "set them to false or use trainer.strategy=ddp")
+
+
+def train(cfg, ctx, callbacks=()) -> dict:
+    """Fit the stage (resuming from `<run_dir>/checkpoints/last.ckpt` when `resume`), save `last.ckpt`, write and
+    return the run's results."""
+    check_strategy(cfg)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    table = clip_table(cfg, ctx)
+    buckets = motion_buckets(cfg, table)
+    stage = build_stage(cfg, buckets)
+    last = last_checkpoint(ctx.run_dir)
+    resume_from = str(last) if cfg.resume and last.is_file() else None
+    init_counts = None
+    if cfg.init_from and resume_from is None:
+        init_counts = load_init_weights(stage, cfg.init_from)
+        ctx.log.info(f"init_from {cfg.init_from}: {init_counts}")
+    datamodule = build_datamodule(cfg, table, buckets)
+    configured = build_callbacks(cfg, ctx.run_dir)
+    trainer, throughput = build_trainer(cfg, ctx, [*callbacks, *configured])
+    if resume_from:
+        ctx.log.info(f"resuming from {resume_from}")
+    trainer.fit(stage, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.save_checkpoint(last)
+    loss = trainer.callback_metrics.get("train/loss")
+    results = {
+        "experiment": cfg.experiment, "profile": cfg.profile, "stage": cfg.train.name,
+        "steps": int(trainer.global_step), "final_loss": None if loss is None else round(float(loss), 6),
+        "clips_per_second": throughput.clips_per_second, "world_size": trainer.world_size,
+        "checkpoint": str(last), "resumed_from": resume_from, "init_from": cfg.init_from,
+        "init_weights": init_counts, "global_batch_size": cfg.train.global_batch_size,
+        "effective_batch_size": int(cfg.train.data.batch_size) * trainer.world_size
+        * trainer.accumulate_grad_batches,
+        "clip_table": str(table), "motion_buckets": buckets.to_dict(),
+    }
+    for callback in configured:
+        if hasattr(callback, "results"):
+            results.update(callback.results())
+    if hasattr(stage, "export") and trainer.is_global_zero:
+        results.update(stage.export(Path(ctx.run_dir)))
+    if trainer.is_global_zero:
+        rows = "\n".join(f"| {k} | {v} |" for k, v in results.items() if k != "motion_buckets")
+        ctx.write_results(results, f"# Training: {cfg.experiment} ({cfg.train.name})\n\n| key | value |\n"
+                                   f"|---|---|\n{rows}\n")
+        ctx.log.info(f"{results['steps']} steps, final loss {results['final_loss']}, "
+                     f"{results['clips_per_second']} clips/s -> {last}")
+    return results
