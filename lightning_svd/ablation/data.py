@@ -8,6 +8,7 @@ the real set that FVD compares against.
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from omegaconf import OmegaConf
 
 from data_modules.arms import ok_rows, subset_key
+from lightning_svd.cache import build_once_resuming
+from lightning_svd.config import check_required_paths, load_config
 from lightning_svd.curation.quality import covering_scene
 from lightning_svd.errors import UserError
+from lightning_svd.run_context import RunContext
+from lightning_svd.synthetic import CorpusSpec
 
-CURATION_DONE = "ablation_curation_done.json"
+CURATIONS = "curations"  # under cache_dir: one finished curation per folder, named by its key
+CLIPS = "clips"  # the clip table, in the curation's folder
 
 
 def synthetic_truth(video_path: str) -> dict | None:
@@ -63,41 +70,49 @@ def curation_cache_key(source: str, curation: dict) -> str:
     return hashlib.sha256(f"{source}|{pipeline_hash(curation)}".encode()).hexdigest()[:16]
 
 
-def cached_curation(cfg, log: logging.Logger) -> Path:
-    """The clip table to ablate: `ablation.clip_table`, or a curation of the source cached under `cache_dir`.
-
-    The cache folder is keyed by the source (the corpus spec or the folder) and the curation config; an
-    interrupted curation resumes shard by shard, a finished one is reused as is.
-    """
-    from omegaconf import OmegaConf
-
-    from lightning_svd.config import check_required_paths, load_config
-    from lightning_svd.run_context import RunContext
-    from lightning_svd.synthetic import CorpusSpec
-    from lightning_svd.tasks import curate
-
+def curation_config(cfg):
+    """The curation the ablation runs: `ablation.curation_experiment` with `ablation.curation_overrides`, over the
+    ablation's corpus, data and cache."""
     section = cfg.ablation
-    if section.clip_table:
-        return Path(str(section.clip_table)).expanduser()
     curate_cfg = load_config(section.curation_experiment, cfg.profile, list(section.curation_overrides),
                              check_paths=False)
     curate_cfg.corpus, curate_cfg.data, curate_cfg.cache_dir = cfg.corpus, cfg.data, cfg.cache_dir
     curate_cfg.curation.progress = False
+    if curate_cfg.curation.split.mode != "none":
+        raise UserError(f"curation.split.mode={curate_cfg.curation.split.mode} in ablation.curation_overrides: the "
+                        "ablation trains on spans of the source videos; leave it at none")
+    return curate_cfg
+
+
+def cached_curation(cfg, log: logging.Logger, curate: Callable) -> Path:
+    """The clip table to ablate: `ablation.clip_table`, or `curate(curation config, run context)` of the source,
+    cached under `cache_dir` (the task passes the curate task's `run`; the library does not import tasks).
+
+    The cache folder is keyed by the source (the corpus spec or the folder) and the curation config; an
+    interrupted curation resumes shard by shard, a finished one is reused as is.
+    """
+    if cfg.ablation.clip_table:
+        return Path(str(cfg.ablation.clip_table)).expanduser()
+    curate_cfg = curation_config(cfg)
     if cfg.profile == "paper":
         check_required_paths(curate_cfg)
     source = str(Path(str(cfg.data.source)).expanduser().resolve()) if cfg.data.source else \
         f"corpus:{CorpusSpec.from_config(cfg.corpus).key()}"
     curation = OmegaConf.to_container(curate_cfg.curation, resolve=True)
-    folder = Path(str(cfg.cache_dir)).expanduser() / "ablation_curation" / curation_cache_key(source, curation)
-    if (folder / CURATION_DONE).is_file():
-        log.info(f"reusing the cached curation {folder}")
-        return folder / "clips"
-    folder.mkdir(parents=True, exist_ok=True)
-    log.info(f"curating {source} into {folder} (cached for later ablations)")
-    curate_cfg.run_dir = str(folder)
-    results = curate.run(curate_cfg, RunContext(folder, log))
-    (folder / CURATION_DONE).write_text(json.dumps({"source": source, "clips": results["counts"]["clips"]}))
-    return folder / "clips"
+
+    def run_curation(work: Path) -> None:
+        log.info(f"curating {source} (cached for later ablations)")
+        curate_cfg.run_dir = str(work)
+        ctx = RunContext(work, log)
+        try:
+            curate(curate_cfg, ctx)
+        finally:
+            ctx.close_tensorboard()
+
+    folder = build_once_resuming(Path(str(cfg.cache_dir)).expanduser() / CURATIONS,
+                                 curation_cache_key(source, curation), run_curation)
+    log.info(f"clip table: the curation cached in {folder}")
+    return folder / CLIPS
 
 
 @dataclass

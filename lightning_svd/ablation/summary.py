@@ -1,34 +1,11 @@
-"""Aggregate the arms' per-seed outcomes: mean and spread, honest notes, the Markdown table, HParams and a plot."""
+"""Show an ablation's typed results: honest notes on what moved, the Markdown table, HParams, plots and samples."""
 
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-
-def mean_and_spread(values: list) -> tuple[float | None, float | None]:
-    """Mean over seeds and the sample standard deviation (None with fewer than two values)."""
-    numbers = [float(v) for v in values if v is not None]
-    if not numbers:
-        return None, None
-    spread = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else None
-    return round(float(np.mean(numbers)), 6), None if spread is None else round(spread, 6)
-
-
-def arm_entry(arm, seeds: list[dict], degraded_share: float | None) -> dict:
-    """One arm of the SPEC results contract plus seed statistics; `seeds` are the per-seed done records."""
-    fvd, fvd_spread = mean_and_spread([s["fvd"] for s in seeds])
-    loss, loss_spread = mean_and_spread([s["final_loss"] for s in seeds])
-    looks_degraded, looks_degraded_spread = mean_and_spread([s.get("degraded_sample_share") for s in seeds])
-    return {
-        "name": arm.name, "removed_fraction": arm.removed_fraction, "num_clips": arm.num_clips,
-        "threshold": arm.threshold, "train_steps": max(s["train_steps"] for s in seeds),
-        "final_loss": loss, "final_loss_spread": loss_spread, "fvd": fvd, "fvd_spread": fvd_spread,
-        "degraded_share": None if degraded_share is None else round(degraded_share, 4),
-        "degraded_sample_share": looks_degraded, "degraded_sample_share_spread": looks_degraded_spread,
-        "seeds": [{k: s.get(k) for k in ("seed", "final_loss", "fvd", "degraded_sample_share", "train_steps")}
-                  for s in seeds],
-    }
+from lightning_svd.ablation.results import AblationResult, ArmResult, Spread
 
 
 def direction(values: list[float]) -> str:
@@ -42,20 +19,22 @@ def direction(values: list[float]) -> str:
     return "does not move monotonically"
 
 
-def honest_notes(arms: list[dict], extractor_comparable: bool, extractor_reason: str | None,
+def honest_notes(arms: list[ArmResult], extractor_comparable: bool, extractor_reason: str | None,
                  ordering: str = "As the removed fraction grows") -> list[str]:
     """What moved across arms (in `ordering`), in which direction, and whether the moves exceed the seed-to-seed
     spread."""
     notes = []
-    for key, label in (("degraded_share", "the share of planted-degraded clips in the training data"),
-                       ("degraded_sample_share", "the share of samples the detector calls degraded"),
-                       ("simulated_elo_gain", "the Elo gain from simulated raters"), ("fvd", "FVD"),
-                       ("final_loss", "the final training loss (mean over the last 20 % of steps)")):
-        values = [a.get(key) for a in arms]
+    for label, measures in (
+            ("the share of planted-degraded clips in the training data", [Spread(a.degraded_share) for a in arms]),
+            ("the share of samples the detector calls degraded", [a.degraded_sample_share for a in arms]),
+            ("the Elo gain from simulated raters", [a.simulated_elo_gain for a in arms]),
+            ("FVD", [a.fvd for a in arms]),
+            ("the final training loss (mean over the last 20 % of steps)", [a.final_loss for a in arms])):
+        values = [m.mean for m in measures]
         if len(values) < 2 or any(v is None for v in values):
             continue
         text = f"{ordering}, {label} {direction(values)} ({', '.join(f'{v:.4g}' for v in values)})"
-        spreads = [a.get(f"{key}_spread") for a in arms]
+        spreads = [m.sd for m in measures]
         if all(s is not None for s in spreads):
             largest_gap, largest_spread = max(values) - min(values), max(spreads)
             verdict = "exceeds" if largest_gap > 2 * largest_spread else "is within twice"
@@ -85,9 +64,9 @@ def _number(value, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _with_spread(value, spread, digits: int) -> str:
-    text = _number(value, digits)
-    return text if spread is None or value is None else f"{text} ± {spread:.{digits}f}"
+def _with_spread(measure: Spread, digits: int) -> str:
+    text = _number(measure.mean, digits)
+    return text if measure.sd is None or measure.mean is None else f"{text} ± {measure.sd:.{digits}f}"
 
 
 def _share(value, spread=None) -> str:
@@ -96,30 +75,27 @@ def _share(value, spread=None) -> str:
     return f"{100 * value:.1f} %" + ("" if spread is None else f" ± {100 * spread:.1f}")
 
 
-def render_markdown(results: dict, notes: list[str]) -> str:
+def render_markdown(result: AblationResult) -> str:
     simulated = "Elo gain, simulated raters (± sd)"
-    lines = [f"# Ablation: {results['criterion']} ({results['experiment']}, {results['profile']} profile)", "",
+    lines = [f"# Ablation: {result.criterion} ({result.experiment}, {result.profile} profile)", "",
              f"| Arm | Removed | Clips | Degraded in training data | Degraded-looking samples (± sd) | {simulated} | "
              "FVD ↓ (± sd) | Final loss (± sd) | Elo, people |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for arm in results["arms"]:
+    for arm in result.arms:
         lines.append(
-            f"| {arm['name']} | {100 * arm['removed_fraction']:.4g} % | {arm['num_clips']} | "
-            f"{_share(arm.get('degraded_share'))} | "
-            f"{_share(arm.get('degraded_sample_share'), arm.get('degraded_sample_share_spread'))} | "
-            f"{_with_spread(arm.get('simulated_elo_gain'), arm.get('simulated_elo_gain_spread'), 1)} | "
-            f"{_with_spread(arm['fvd'], arm['fvd_spread'], 2)} | "
-            f"{_with_spread(arm['final_loss'], arm['final_loss_spread'], 4)} | {_number(arm.get('elo'), 1)} |")
-    seeds = results.get("seeds")
-    if seeds:
-        lines += ["", f"Mean over seeds {seeds}; ± is the seed-to-seed sample standard deviation. Thresholds: "
-                  + ", ".join(f"{a['name']} {_number(a['threshold'], 4)}" for a in results["arms"]) + "."]
-    lines += ["", "Notes:", *[f"- {note}" for note in notes]]
-    if results.get("plot"):
-        lines += ["", f"![Degraded-looking samples, simulated-rater Elo and FVD per arm]({results['plot']})"]
-    if results.get("sample_grid"):
+            f"| {arm.name} | {100 * arm.removed_fraction:.4g} % | {arm.num_clips} | {_share(arm.degraded_share)} | "
+            f"{_share(arm.degraded_sample_share.mean, arm.degraded_sample_share.sd)} | "
+            f"{_with_spread(arm.simulated_elo_gain, 1)} | {_with_spread(arm.fvd, 2)} | "
+            f"{_with_spread(arm.final_loss, 4)} | {_number(arm.elo, 1)} |")
+    if result.seeds:
+        lines += ["", f"Mean over seeds {list(result.seeds)}; ± is the seed-to-seed sample standard deviation. "
+                  "Thresholds: " + ", ".join(f"{a.name} {_number(a.threshold, 4)}" for a in result.arms) + "."]
+    lines += ["", "Notes:", *[f"- {note}" for note in result.notes]]
+    if result.plot:
+        lines += ["", f"![Degraded-looking samples, simulated-rater Elo and FVD per arm]({result.plot})"]
+    if result.sample_grid:
         lines += ["", "One sample per prompt and arm (frames left to right), under the real clip of each prompt:", "",
-                  f"![Samples per arm]({results['sample_grid']})"]
+                  f"![Samples per arm]({result.sample_grid})"]
     return "\n".join(lines) + "\n"
 
 
@@ -140,42 +116,42 @@ def final_logged_mean(tensorboard_dir: Path, tag: str, last_fraction: float = 0.
     return round(float(np.mean([s.value for s in scalars if s.step >= start])), 6)
 
 
-def write_hparams(writer, results: dict) -> None:
+def write_hparams(writer, result: AblationResult) -> None:
     """One HParams run per arm, so TensorBoard's HParams view lines the arms up side by side."""
-    for arm in results["arms"]:
-        hparams = {"criterion": results["criterion"], "arm": arm["name"],
-                   "removed_fraction": arm["removed_fraction"], "num_clips": arm["num_clips"],
-                   "threshold": float("nan") if arm["threshold"] is None else arm["threshold"]}
-        metrics = {f"ablation/{key}": float("nan") if arm.get(key) is None else float(arm[key])
-                   for key in ("fvd", "fvd_spread", "final_loss", "final_loss_spread", "degraded_share",
-                               "degraded_sample_share", "degraded_sample_share_spread", "simulated_elo_gain",
-                               "simulated_elo_gain_spread")}
-        writer.add_hparams(hparams, metrics, run_name=arm["name"])
+    for arm in result.arms:
+        hparams = {"criterion": result.criterion, "arm": arm.name, "removed_fraction": arm.removed_fraction,
+                   "num_clips": arm.num_clips, "threshold": _or_nan(arm.threshold)}
+        metrics = {"ablation/degraded_share": _or_nan(arm.degraded_share)}
+        for name in ("fvd", "final_loss", "degraded_sample_share", "simulated_elo_gain"):
+            measure = getattr(arm, name)
+            metrics[f"ablation/{name}"], metrics[f"ablation/{name}_spread"] = _or_nan(measure.mean), _or_nan(measure.sd)
+        writer.add_hparams(hparams, metrics, run_name=arm.name)
     writer.flush()
 
 
-def write_plot(results: dict, path: Path, width: int = 1080, height: int = 360) -> Path:
+def _or_nan(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def write_plot(arms: list[ArmResult], path: Path, width: int = 1080, height: int = 360) -> Path:
     """The detector's degraded share of the samples, the simulated raters' Elo gain and FVD (each mean ± sd over
     seeds) against the removed fraction, side by side."""
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    arms = results["arms"]
-    panels = [("degraded-looking samples (mean ± sd)", [a.get("degraded_sample_share") for a in arms],
-               [a.get("degraded_sample_share_spread") for a in arms], (200, 70, 40)),
-              ("Elo gain, simulated raters (mean ± sd)", [a.get("simulated_elo_gain") for a in arms],
-               [a.get("simulated_elo_gain_spread") for a in arms], (40, 150, 60)),
-              ("FVD (mean ± sd)", [a["fvd"] for a in arms], [a["fvd_spread"] for a in arms], (40, 90, 200))]
-    xs = [a["removed_fraction"] for a in arms]
+    panels = [("degraded-looking samples (mean ± sd)", [a.degraded_sample_share for a in arms], (200, 70, 40)),
+              ("Elo gain, simulated raters (mean ± sd)", [a.simulated_elo_gain for a in arms], (40, 150, 60)),
+              ("FVD (mean ± sd)", [a.fvd for a in arms], (40, 90, 200))]
+    xs = [a.removed_fraction for a in arms]
     ticks, axis = [f"{x:g}" for x in xs], "removed fraction"
     if len(set(xs)) < len(xs):  # arms of equal size (curated vs uncurated): one position per arm
-        xs, ticks, axis = list(range(len(arms))), [a["name"] for a in arms], "arm"
+        xs, ticks, axis = list(range(len(arms))), [a.name for a in arms], "arm"
     panel_width = width // len(panels)
-    for index, (title, values, spreads, colour) in enumerate(panels):
+    for index, (title, measures, colour) in enumerate(panels):
         left, top, right, bottom = index * panel_width + 50, 40, (index + 1) * panel_width - 20, height - 50
         draw.text((left, 12), title, fill="black")
         draw.rectangle((left, top, right, bottom), outline="black")
         draw.text((left, bottom + 18), axis, fill="black")
-        known = [(x, v, s) for x, v, s in zip(xs, values, spreads, strict=True) if v is not None]
+        known = [(x, m.mean, m.sd) for x, m in zip(xs, measures, strict=True) if m.mean is not None]
         if not known:
             draw.text((left + 10, top + 10), "not available", fill="gray")
             continue

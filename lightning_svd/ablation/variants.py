@@ -16,12 +16,17 @@ from omegaconf import OmegaConf
 
 from data_modules.arms import Arm
 from data_modules.clips import CAPTION_COLUMNS
+from lightning_svd import training
 from lightning_svd.ablation.data import write_arm_table
 from lightning_svd.ablation.job import torch_threads
+from lightning_svd.cache import build_once_resuming
+from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
+from lightning_svd.run_context import RunContext
+from lightning_svd.synthetic import CorpusSpec
 
 NO_CAPTION = "none"  # the control arm: empty captions, so the proxy trains unconditionally
-IMAGE_PRETRAINING = "image_pretraining"
+IMAGE_MODELS = "image_models"  # under cache_dir: one folder per image model, named by its key
 IMAGE_DATA = ("corpus", "subset")
 
 
@@ -56,6 +61,30 @@ def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
             Arm("image_init_on", "image_init", 0.0, None, table, (f"init_from={image_checkpoint}",))]
 
 
+def image_model_config(cfg, subset: pa.Table, seed: int):
+    """The image-only proxy's training config, a key of the data it sees, and that data in words."""
+    section = cfg.ablation.image_init
+    overrides = [*cfg.ablation.proxy_overrides, *section.pretrain_overrides, *cfg.ablation.extra_proxy_overrides]
+    image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
+    image.seed, image.cache_dir, image.resume = seed, cfg.cache_dir, True
+    if section.data == "corpus":
+        image.corpus = OmegaConf.merge(cfg.corpus, section.corpus)
+        image.train.data.table = None
+        data_key = f"corpus:{CorpusSpec.from_config(image.corpus).key()}"
+        described = f"a clean synthetic corpus of its own ({image.corpus.num_videos} videos, seed {image.corpus.seed})"
+    else:
+        image.train.data.batch_size = min(int(image.train.data.batch_size), subset.num_rows)
+        data_key = "|".join(str(c) for c in subset.column("clip_id").to_pylist())
+        described = "the subset's frames"
+    return image, data_key, described
+
+
+def image_model_key(image, data_key: str, seed: int) -> str:
+    """What decides the image model: its data, its seed and its recipe (not where it runs)."""
+    recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
+    return hashlib.sha256(json.dumps([data_key, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     """`ablation.image_init.checkpoint`, or the image-only proxy trained here (cached).
 
@@ -66,11 +95,6 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     its data, the image recipe and the seed, so every later ablation reuses it (as every paper arm reuses SD 2.1);
     an interrupted pretraining resumes from its last checkpoint.
     """
-    from lightning_svd.config import load_config
-    from lightning_svd.run_context import RunContext
-    from lightning_svd.synthetic import CorpusSpec
-    from lightning_svd.tasks import train
-
     section = cfg.ablation.image_init
     if section.checkpoint:
         path = Path(str(section.checkpoint)).expanduser()
@@ -80,38 +104,21 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
         return str(path)
     if section.data not in IMAGE_DATA:
         raise UserError(f"ablation.image_init.data={section.data!r}; choose one of {', '.join(IMAGE_DATA)}")
-    overrides = [*cfg.ablation.proxy_overrides, *section.pretrain_overrides, *cfg.ablation.extra_proxy_overrides]
-    image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
-    image.seed = seed
-    if section.data == "corpus":
-        image.corpus = OmegaConf.merge(cfg.corpus, section.corpus)
-        image.train.data.table = None
-        data_key = f"corpus:{CorpusSpec.from_config(image.corpus).key()}"
-        described = f"a clean synthetic corpus of its own ({image.corpus.num_videos} videos, seed {image.corpus.seed})"
-    else:
-        image.train.data.batch_size = min(int(image.train.data.batch_size), subset.num_rows)
-        data_key = "|".join(str(c) for c in subset.column("clip_id").to_pylist())
-        described = "the subset's frames"
-    recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
-    key = hashlib.sha256(json.dumps([data_key, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    out = Path(str(cfg.cache_dir)).expanduser() / IMAGE_PRETRAINING / key
-    done = out / "done.json"
-    if done.is_file():
-        ctx.log.info(f"reusing the cached image model {out}")
-        return json.loads(done.read_text())["checkpoint"]
-    out.mkdir(parents=True, exist_ok=True)
-    if section.data == "subset":
-        image.train.data.table = str(write_arm_table(subset, out / "clips.parquet"))
-    image.run_dir, image.cache_dir, image.resume = str(out), cfg.cache_dir, True
-    OmegaConf.save(image, out / "config.yaml", resolve=True)
-    ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on {described}, "
-                 f"cached for later ablations -> {out}")
+    image, data_key, described = image_model_config(cfg, subset, seed)
     ablation = cfg.ablation  # the image model runs alone, on the cores the arm-seeds will share
     threads = max(1, int(ablation.parallel_jobs)) * int(ablation.torch_threads) if ablation.torch_threads else None
-    with torch_threads(threads):
-        trained = train.run(image, RunContext(out, ctx.log))
-    partial = out / ".done.json.partial"
-    partial.write_text(json.dumps({"checkpoint": trained["checkpoint"], "steps": trained["steps"],
-                                   "resumed_from": trained["resumed_from"], "data": data_key}))
-    partial.replace(done)
-    return trained["checkpoint"]
+
+    def pretrain(work: Path) -> None:
+        if section.data == "subset":
+            image.train.data.table = str(write_arm_table(subset, work / "clips.parquet"))
+        image.run_dir = str(work)
+        OmegaConf.save(image, work / "config.yaml", resolve=True)
+        ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on {described}, "
+                     f"cached for later ablations")
+        with torch_threads(threads):
+            training.train(image, RunContext(work, ctx.log))
+
+    folder = build_once_resuming(Path(str(cfg.cache_dir)).expanduser() / IMAGE_MODELS,
+                                 image_model_key(image, data_key, seed), pretrain)
+    ctx.log.info(f"image model every arm starts from: {folder}")
+    return str(training.last_checkpoint(folder))

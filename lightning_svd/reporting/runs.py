@@ -4,7 +4,7 @@ What a run contributes is read from its results, not from its experiment's name:
 - UCF-101 FVD (Table 2): `"evaluation": "ucf101_fvd"` with `fvd`, `num_samples`, `comparable`, `reason`;
 - multi-view (Table 3): `"evaluation": "multiview"` with `lpips`, `psnr`, `clip_s`, `comparable`, `reason`;
 - a human-preference study (the `study` task): `rankings` and `arms`;
-- a curation ablation (SPEC contract): `criterion` and a list of `arms` with `name` and `fvd`/`elo`;
+- a curation ablation (SPEC contract): read as an `AblationResult` (lightning_svd/ablation/results.py);
 - a clip table (Table 1): a `clip_table` path.
 A run's label is its results' `model` (or `label`), else `<experiment>/<run folder>`.
 """
@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..ablation.results import AblationResult
 from ..errors import UserError
 
 KINDS = ("ucf101_fvd", "multiview", "study", "ablation")
@@ -24,6 +25,7 @@ KINDS = ("ucf101_fvd", "multiview", "study", "ablation")
 class RunResults:
     run_dir: Path
     results: dict
+    ablation: AblationResult | None = None
 
     @property
     def label(self) -> str:
@@ -37,8 +39,7 @@ class RunResults:
             found.append(self.results["evaluation"])
         if isinstance(self.results.get("rankings"), dict) and isinstance(self.results.get("arms"), list):
             found.append("study")
-        arms = self.results.get("arms")
-        if "criterion" in self.results and isinstance(arms, list) and all(isinstance(a, dict) for a in arms):
+        if self.ablation is not None:
             found.append("ablation")
         return found
 
@@ -65,5 +66,15 @@ def load_runs(run_dirs: list[str | Path]) -> list[RunResults]:
             raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
         if not isinstance(results, dict):
             raise UserError(f"{path} holds {type(results).__name__}, expected a JSON object")
-        runs.append(RunResults(run_dir, results))
+        runs.append(RunResults(run_dir, results, read_ablation(path, results)))
     return runs
+
+
+def read_ablation(path: Path, results: dict) -> AblationResult | None:
+    """The typed ablation results where `results` holds an ablation, else None; a broken one names its file."""
+    if not AblationResult.recognises(results):
+        return None
+    try:
+        return AblationResult.from_dict(results)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{path}: not an ablation's results as SPEC.md describes them ({error})") from None

@@ -115,8 +115,8 @@ def ablation_elo(run: RunResults) -> dict | None:
     """An ablation's per-arm Elo (from its study votes) shaped like study results for the Elo chart: one
     aggregate group of gains over the lowest arm, without intervals (the ablation keeps only the mean Elo).
     None when no arm has an Elo yet."""
-    rated = {arm["name"]: float(arm["elo"]) for arm in run.results["arms"]
-             if isinstance(arm.get("elo"), int | float) and not isinstance(arm.get("elo"), bool)}
+    rated = {arm.name: float(arm.elo) for arm in run.ablation.arms
+             if isinstance(arm.elo, int | float) and not isinstance(arm.elo, bool)}
     if not rated:
         return None
     lowest = min(rated.values())
@@ -125,23 +125,20 @@ def ablation_elo(run: RunResults) -> dict | None:
 
 
 def render_ablation(run: RunResults, chart_name: str | None = None) -> str:
-    r = run.results
-    lines = [f"## Ablation: {_cell(r.get('criterion'))} ({_cell(run.label)})", "",
+    result = run.ablation
+    lines = [f"## Ablation: {_cell(result.criterion)} ({_cell(run.label)})", "",
              "| Arm | Removed | Clips | Threshold | Steps | Final loss | FVD ↓ | Elo |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for arm in r["arms"]:
-        removed = arm.get("removed_fraction")
-        elo = arm.get("elo")
+    for arm in result.arms:
+        removed, steps = arm.removed_fraction, arm.train_steps
         lines.append(
-            f"| {_cell(arm.get('name'))} | {'–' if removed is None else f'{100 * removed:g} %'} | "
-            f"{arm.get('num_clips', '–')} | {_number(arm.get('threshold'), 4)} | {arm.get('train_steps', '–')} | "
-            f"{_number(arm.get('final_loss'), 4)} | {_number(arm.get('fvd'), 2)} | "
-            f"{_number(elo, 1) if isinstance(elo, int | float) else '–'} |")
-    extractor = r.get("feature_extractor")
-    if extractor is not None:
-        lines += ["", f"FVD features: `{_cell(json.dumps(extractor, sort_keys=True))}`."]
-    if r.get("notes"):
-        lines += ["", _cell(r["notes"])]
+            f"| {_cell(arm.name)} | {'–' if removed is None else f'{100 * removed:g} %'} | {arm.num_clips} | "
+            f"{_number(arm.threshold, 4)} | {'–' if steps is None else steps} | {_number(arm.final_loss.mean, 4)} | "
+            f"{_number(arm.fvd.mean, 2)} | {_number(arm.elo, 1) if isinstance(arm.elo, int | float) else '–'} |")
+    if result.feature_extractor is not None:
+        lines += ["", f"FVD features: `{_cell(json.dumps(result.feature_extractor, sort_keys=True))}`."]
+    if result.notes:
+        lines += ["", _cell(" ".join(result.notes))]
     if chart_name:
         lines += ["", f"![Elo gain over the lowest arm (aggregate of both questions)]({chart_name})"]
     return "\n".join(lines)

@@ -1,11 +1,13 @@
 """Task `ablation`: the paper's curation ablations end to end (section 3, `ablation.*` in defaults.yaml).
 
 curation (cached) -> held-out clean real clips -> random subset (the paper's LVD-10M) -> the image model every
-proxy starts from (SD 2.1 in the paper; tiny: an image-only proxy trained on the subset, cached) -> the arms of
-`ablation.criterion` (threshold arms per score, curated vs uncurated, caption sources, image init) -> per arm and
-seed: train the proxy (the `ablation.proxy_experiment` recipe) into `<run_dir>/arms/<arm>/seed<k>/`, sample the
-fixed prompts, FVD against the real clips -> one study pack of every arm's seed-0 samples under
-`<run_dir>/study/` -> results.json / results.md, HParams per arm, a plot.
+proxy starts from (SD 2.1 in the paper; tiny: an image-only proxy trained on clean data of its own, cached) ->
+the arms of `ablation.criterion` (threshold arms per score, curated vs uncurated, caption sources, image init) ->
+per arm and seed: train the proxy (`ablation.proxy_experiment` with the `ablation.proxy` recipe) into
+`<run_dir>/arms/<arm>/seed<k>/`, sample the fixed prompts, FVD and the judge's degraded-looking share -> one
+study pack of every sample under `<run_dir>/study/` (simulated raters vote on it) -> an `AblationResult`
+(lightning_svd/ablation/results.py) written as results.json / results.md, HParams and samples per arm, a plot.
+The parts live in the library lightning_svd/ablation/; this module orchestrates them.
 
 Resume: run again with `run_dir=<the interrupted run>`; an arm-seed with a `done.json` is not retrained, one
 without resumes from its `checkpoints/last.ckpt`. Where `<run_dir>/study/votes.sqlite` holds votes, their Elo
@@ -19,7 +21,7 @@ import queue
 import subprocess
 import sys
 import threading
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +31,10 @@ from tqdm.auto import tqdm
 from data_modules.arms import CRITERIA, random_subset, read_clip_table, threshold_arms
 from lightning_svd.ablation.data import (
     GroundTruth,
+    Split,
     cached_curation,
     curation_arms,
+    curation_config,
     fixed_prompts,
     heldout_split,
     write_arm_table,
@@ -51,11 +55,10 @@ from lightning_svd.ablation.job import (
     write_job,
 )
 from lightning_svd.ablation.judge import build_judge
+from lightning_svd.ablation.results import AblationResult, ArmResult, ProxyShape, SeedResult
 from lightning_svd.ablation.summary import (
-    arm_entry,
     final_logged_mean,
     honest_notes,
-    mean_and_spread,
     render_markdown,
     sample_check_note,
     write_hparams,
@@ -75,6 +78,7 @@ from lightning_svd.diffusion import build_diffusion
 from lightning_svd.errors import UserError
 from lightning_svd.evaluation.extractors import build_extractor
 from lightning_svd.stages.base import without_unset_keys
+from lightning_svd.tasks import curate
 
 DONE = "done.json"
 REPO = Path(__file__).resolve().parents[2]
@@ -306,6 +310,8 @@ def check(cfg) -> None:
         raise UserError(f"ablation.image_init.data={section.image_init.data!r}; choose one of {', '.join(IMAGE_DATA)}")
     if section.criterion == "captions":
         check_caption_sources([str(source) for source in section.captions.sources])
+    if not section.clip_table:
+        curation_config(cfg)  # its overrides, and a split mode the arms could not train on
     as_defined = load_config(cfg.experiment, cfg.profile, check_paths=False)
     for key in ("train", "trainer"):
         if cfg[key] != as_defined[key]:
@@ -366,10 +372,58 @@ def fit_batch_to_arms(arms: list, batch_size: int) -> tuple[list, str | None]:
 def run(cfg, ctx) -> dict:
     check(cfg)
     with torch_threads(cfg.ablation.torch_threads):
-        return run_arms(cfg, ctx)
+        return run_ablation(cfg, ctx).to_dict()
 
 
-def build_evaluator(cfg, split, judge, frames: int, height: int, width: int):
+@dataclass
+class Plan:
+    """What every arm shares, decided before any proxy trains."""
+
+    clip_table: Path
+    split: Split
+    subset_size: int
+    arms: list
+    image_model: str | None
+    batch_note: str | None
+    prompts: list[dict]
+    shape: ProxyShape
+    truth: GroundTruth
+
+
+def plan_arms(cfg, ctx, seeds: list[int]) -> Plan:
+    """Curation (cached) -> held-out real clips -> the random subset -> the arms and the prompts they sample."""
+    section = cfg.ablation
+    clip_table = cached_curation(cfg, ctx.log, curate.run)
+    table = read_clip_table(clip_table)
+    proxy = proxy_config(cfg, Path(clip_table), seeds[0], Path(ctx.run_dir))
+    shape = ProxyShape(str(section.proxy_experiment), int(proxy.train.num_frames), int(proxy.train.height),
+                       int(proxy.train.width), int(section.sampling.steps))
+    held, truth = section.heldout, GroundTruth()
+    split = heldout_split(table, int(held.seed), float(held.video_fraction), bool(held.clean_only),
+                          int(held.max_clips), shape.num_frames, truth)
+    subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
+                           fraction=section.subset.fraction)
+    arms, image_model = build_arms(cfg, ctx, subset, seeds[0])
+    arms, batch_note = fit_batch_to_arms(arms, int(proxy.train.data.batch_size))
+    if batch_note:
+        ctx.log.warning(batch_note)
+    prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
+    ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
+                 f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
+                 + ", ".join(f"{a.name} ({a.num_clips})" for a in arms) + f"; {len(prompts)} prompts")
+    return Plan(Path(clip_table), split, subset.num_rows, arms, image_model, batch_note, prompts, shape, truth)
+
+
+def train_arms(cfg, ctx, plan: Plan, seeds: list[int]) -> None:
+    """Every arm's clips into its folder, then every arm-seed trained and sampled."""
+    jobs = []
+    for arm in plan.arms:
+        arm_table = write_arm_table(arm.table, Path(ctx.run_dir) / "arms" / arm.name / "clips.parquet")
+        jobs += [(arm, arm_table, seed) for seed in seeds]
+    run_jobs(cfg, ctx, jobs, plan.prompts)
+
+
+def build_evaluator(cfg, split: Split, judge, shape: ProxyShape):
     """FVD against the held-out real clips with `ablation.fvd.extractor`: the domain network (tiny: the judge's
     features), random features (labelled), or the paper's I3D; None when FVD is off."""
     section = cfg.ablation.fvd
@@ -383,72 +437,39 @@ def build_evaluator(cfg, split, judge, frames: int, height: int, width: int):
         extractor = judge.net
     else:
         extractor = build_extractor({"kind": kind, **OmegaConf.to_container(section[kind], resolve=True)})
-    held = cfg.ablation.heldout
-    return ArmEvaluator(extractor, split.real, int(held.windows_per_clip), frames, height, width, str(cfg.cache_dir))
+    return ArmEvaluator(extractor, split.real, int(cfg.ablation.heldout.windows_per_clip), shape.num_frames,
+                        shape.height, shape.width, str(cfg.cache_dir))
 
 
-def run_arms(cfg, ctx) -> dict:
-    section = cfg.ablation
-    seeds = [int(s) for s in section.seeds]
-    clip_table = cached_curation(cfg, ctx.log)
-    table = read_clip_table(clip_table)
-    truth = GroundTruth()
-    proxy = proxy_config(cfg, Path(clip_table), seeds[0], Path(ctx.run_dir))
-    frames, height, width = int(proxy.train.num_frames), int(proxy.train.height), int(proxy.train.width)
-    held = section.heldout
-    split = heldout_split(table, int(held.seed), float(held.video_fraction), bool(held.clean_only),
-                          int(held.max_clips), frames, truth)
-    subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
-                           fraction=section.subset.fraction)
-    arms, image_model = build_arms(cfg, ctx, subset, seeds[0])
-    arms, batch_note = fit_batch_to_arms(arms, int(proxy.train.data.batch_size))
-    if batch_note:
-        ctx.log.warning(batch_note)
-    prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
-    ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
-                 f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
-                 + ", ".join(f"{a.name} ({a.num_clips})" for a in arms) + f"; {len(prompts)} prompts")
-    judge = build_judge(section.judge, split, frames, height, width, str(cfg.cache_dir), ctx.log) \
-        if section.judge.enabled else None
-    if judge is not None:
-        ctx.log.info(judge.describe())
-    evaluator = build_evaluator(cfg, split, judge, frames, height, width)
-    jobs = []
-    for arm in arms:
-        arm_table = write_arm_table(arm.table, Path(ctx.run_dir) / "arms" / arm.name / "clips.parquet")
-        jobs += [(arm, arm_table, seed) for seed in seeds]
-    run_jobs(cfg, ctx, jobs, prompts)
-    entries = [arm_entry(arm, [evaluate_job(ctx, arm.name, seed, evaluator, judge) for seed in seeds],
-                         truth.degraded_share(arm.table)) for arm in arms]
-    samples = {a.name: [np.load(job_dir(ctx, a.name, seed) / SAMPLES) for seed in seeds] for a in arms}
-    prompt_clips = prompt_real_clips(prompts, split.real, frames, height, width)
-    pack = write_study_pack(Path(ctx.run_dir), samples, prompts, seeds, int(section.sampling.fps)) \
-        if section.study.enabled else None
-    panel = None
-    if pack is not None and judge is not None and section.simulated_raters.enabled:
-        panel, gains = simulated_elo(section.simulated_raters, pack, samples, prompts, seeds, judge, prompt_clips)
-        for entry in entries:
-            entry["simulated_elo_gain"], entry["simulated_elo_gain_spread"] = mean_and_spread(gains[entry["name"]])
-            entry["simulated_elo_gain_seeds"] = gains[entry["name"]]
-    elo = elo_from_votes(pack) if pack is not None else {}
-    for entry in entries:
-        if entry["name"] in elo:
-            entry["elo"] = elo[entry["name"]]
+def rate_samples(section, pack: Path | None, samples: dict[str, list[np.ndarray]], prompts: list[dict],
+                 seeds: list[int], judge, prompt_clips: np.ndarray) -> tuple[dict | None, dict[str, list[float]]]:
+    """The simulated rater panel and each arm's per-seed Elo gain, where a pack, a judge and the panel are on."""
+    if pack is None or judge is None or not section.simulated_raters.enabled:
+        return None, {}
+    return simulated_elo(section.simulated_raters, pack, samples, prompts, seeds, judge, prompt_clips)
+
+
+def arm_result(arm, records: list[dict], gains: list[float] | None, samples: list[np.ndarray],
+               prompt_clips: np.ndarray, elo: float | None, truth: GroundTruth) -> ArmResult:
+    """One arm's result from its seeds' done records, their simulated Elo gains and their samples."""
+    gains = gains or [None] * len(records)
+    seeds = [SeedResult(r["seed"], r["train_steps"], r["final_loss"], r["fvd"], r.get("degraded_sample_share"), gain)
+             for r, gain in zip(records, gains, strict=True)]
+    own, others = prompt_colour_distances(np.concatenate(samples), prompt_clips)
+    share = truth.degraded_share(arm.table)
+    return ArmResult.over_seeds(
+        seeds, name=arm.name, removed_fraction=arm.removed_fraction, num_clips=arm.num_clips,
+        threshold=arm.threshold, degraded_share=None if share is None else round(share, 4), elo=elo,
+        sample_frame_difference=frame_difference(samples[0]), prompt_colour_distance=round(own, 2),
+        other_prompts_colour_distance=None if others is None else round(others, 2))
+
+
+def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, panel: dict | None,
+                   seed: int) -> list[str]:
+    """What moved and by how much against the seed spread, what judged the samples, and checks of the samples."""
     labels = evaluator.metric.labels() if evaluator is not None else {}
-    if evaluator is not None:
-        real_change = real_frame_difference(evaluator.windows, frames, height, width)
-        sample_change = {name: frame_difference(videos[0]) for name, videos in samples.items()}
-        for entry in entries:
-            entry["sample_frame_difference"] = sample_change[entry["name"]]
-    for entry in entries:
-        own, others = prompt_colour_distances(np.concatenate(samples[entry["name"]]), prompt_clips)
-        entry["prompt_colour_distance"] = round(own, 2)
-        entry["other_prompts_colour_distance"] = None if others is None else round(others, 2)
-    grid = [("real: the prompts' clips", prompt_clips)]
-    grid += [(f"{name} (seed {seeds[0]})", videos[0][:len(prompts)]) for name, videos in samples.items()]
-    write_sample_grid(grid, Path(ctx.run_dir) / SAMPLE_GRID)
-    ordering = ORDERINGS.get(str(section.criterion), "As the removed fraction grows")
-    notes = honest_notes(entries, labels.get("comparable", True), labels.get("reason"), ordering)
+    ordering = ORDERINGS.get(str(cfg.ablation.criterion), "As the removed fraction grows")
+    notes = honest_notes(arms, labels.get("comparable", True), labels.get("reason"), ordering)
     if judge is not None:
         notes.append(f"Degraded-looking samples are judged by a {judge.describe()}; it never saw a curation "
                      "score, and the same network gives the domain FVD's features.")
@@ -458,40 +479,73 @@ def run_arms(cfg, ctx) -> dict:
                      "network's P(degraded) and prompt following by feature distance to the prompt's real clip, "
                      "cast every pairwise vote on the study pack through the preference app (Elo K = 1 over 1000 "
                      "orders); the spread is over the seeds' votes.")
-    if batch_note:
-        notes.append(batch_note)
-    if len(prompts) > 1:
+    if plan.batch_note:
+        notes.append(plan.batch_note)
+    if len(plan.prompts) > 1:
         notes.append("Prompt check: the samples' mean colours lie " + ", ".join(
-            f"{e['prompt_colour_distance']:.0f}" for e in entries) + " (RGB distance, 0-441, per arm) from the real "
-            "clip of their own prompt and " + ", ".join(f"{e['other_prompts_colour_distance']:.0f}" for e in entries)
+            f"{a.prompt_colour_distance:.0f}" for a in arms) + " (RGB distance, 0-441, per arm) from the real clip "
+            "of their own prompt and " + ", ".join(f"{a.other_prompts_colour_distance:.0f}" for a in arms)
             + " from those of the other prompts; nearer their own means the proxies follow the prompts' colours.")
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")
     else:
-        notes.append(sample_check_note(list(sample_change.values()), real_change, seeds[0]))
-    results = {
-        "experiment": cfg.experiment, "criterion": str(section.criterion), "profile": cfg.profile,
-        "arms": entries, "feature_extractor": labels.get("feature_extractor"), "notes": " ".join(notes),
-        "seeds": seeds, "subset_size": subset.num_rows, "num_real_clips": split.real.num_rows,
-        "num_real_videos": None if evaluator is None else len(evaluator.windows),
-        "real_clips_clean_only": bool(held.clean_only), "heldout_videos": split.heldout_videos,
-        "prompts": prompts, "samples_per_prompt": int(section.sampling.samples_per_prompt),
-        "study_pack": None if pack is None else str(pack),
-        "judge": None if judge is None else asdict(judge.report), "simulated_raters": panel,
-        "clip_table": str(clip_table), "image_model": image_model, "plot": PLOT,
-        "sample_grid": SAMPLE_GRID,
-        "proxy": {"experiment": str(section.proxy_experiment), "num_frames": frames, "height": height,
-                  "width": width, "sampling_steps": int(section.sampling.steps)},
-    }
-    write_plot(results, Path(ctx.run_dir) / PLOT)
+        shape = plan.shape
+        real_change = real_frame_difference(evaluator.windows, shape.num_frames, shape.height, shape.width)
+        notes.append(sample_check_note([a.sample_frame_difference for a in arms], real_change, seed))
+    return notes
+
+
+def run_ablation(cfg, ctx) -> AblationResult:
+    section = cfg.ablation
+    seeds = [int(s) for s in section.seeds]
+    plan = plan_arms(cfg, ctx, seeds)
+    shape = plan.shape
+    judge = build_judge(section.judge, plan.split, shape.num_frames, shape.height, shape.width, str(cfg.cache_dir),
+                        ctx.log) if section.judge.enabled else None
+    if judge is not None:
+        ctx.log.info(judge.describe())
+    evaluator = build_evaluator(cfg, plan.split, judge, shape)
+    train_arms(cfg, ctx, plan, seeds)
+    records = {a.name: [evaluate_job(ctx, a.name, seed, evaluator, judge) for seed in seeds] for a in plan.arms}
+    samples = {a.name: [np.load(job_dir(ctx, a.name, seed) / SAMPLES) for seed in seeds] for a in plan.arms}
+    prompt_clips = prompt_real_clips(plan.prompts, plan.split.real, shape.num_frames, shape.height, shape.width)
+    pack = write_study_pack(Path(ctx.run_dir), samples, plan.prompts, seeds, int(section.sampling.fps)) \
+        if section.study.enabled else None
+    panel, gains = rate_samples(section, pack, samples, plan.prompts, seeds, judge, prompt_clips)
+    elo = elo_from_votes(pack) if pack is not None else {}
+    arms = [arm_result(a, records[a.name], gains.get(a.name), samples[a.name], prompt_clips, elo.get(a.name),
+                       plan.truth) for a in plan.arms]
+    result = AblationResult(
+        experiment=cfg.experiment, criterion=str(section.criterion), profile=cfg.profile, arms=tuple(arms),
+        feature_extractor=evaluator.metric.labels().get("feature_extractor") if evaluator is not None else None,
+        notes=tuple(ablation_notes(cfg, plan, arms, evaluator, judge, panel, seeds[0])), seeds=tuple(seeds),
+        subset_size=plan.subset_size, num_real_clips=plan.split.real.num_rows,
+        num_real_videos=None if evaluator is None else len(evaluator.windows),
+        real_clips_clean_only=bool(section.heldout.clean_only), heldout_videos=tuple(plan.split.heldout_videos),
+        prompts=tuple(plan.prompts), samples_per_prompt=int(section.sampling.samples_per_prompt),
+        study_pack=None if pack is None else str(pack), judge=None if judge is None else asdict(judge.report),
+        simulated_raters=panel, clip_table=str(plan.clip_table), image_model=plan.image_model, plot=PLOT,
+        sample_grid=SAMPLE_GRID, proxy=shape)
+    grid = [("real: the prompts' clips", prompt_clips)]
+    grid += [(f"{name} (seed {seeds[0]})", videos[0][:len(plan.prompts)]) for name, videos in samples.items()]
+    write_outputs(ctx, result, grid, samples)
+    return result
+
+
+def write_outputs(ctx, result: AblationResult, grid: list[tuple[str, np.ndarray]],
+                  samples: dict[str, list[np.ndarray]]) -> None:
+    """results.json and results.md, the plot, the sample grid, TensorBoard's HParams and images; where to look."""
+    run_dir = Path(ctx.run_dir)
+    write_plot(list(result.arms), run_dir / result.plot)
+    write_sample_grid(grid, run_dir / result.sample_grid)
     writer = ctx.tensorboard()
-    write_hparams(writer, results)
-    write_sample_images(writer, grid, samples, len(prompts))
-    markdown = render_markdown(results, notes)
-    ctx.write_results(results, markdown)
+    write_hparams(writer, result)
+    write_sample_images(writer, grid, samples, len(result.prompts))
+    markdown = render_markdown(result)
+    ctx.write_results(result.to_dict(), markdown)
     print(markdown)
     print(f"TensorBoard (each arm's samples under IMAGES, the arms side by side under HPARAMS): "
           f"tensorboard --logdir {ctx.run_dir}")
-    if pack is not None:
-        print(f"Study pack: {pack}  (rate it: python run.py experiment=preference_study study.pack={pack})")
-    return results
+    if result.study_pack is not None:
+        print(f"Study pack: {result.study_pack}  (rate it: python run.py experiment=preference_study "
+              f"study.pack={result.study_pack})")

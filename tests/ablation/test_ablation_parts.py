@@ -13,7 +13,8 @@ from PIL import Image
 from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
 from lightning_svd.ablation.evaluate import prompt_colour_distances
-from lightning_svd.ablation.summary import honest_notes, mean_and_spread, sample_check_note, write_plot
+from lightning_svd.ablation.results import ArmResult, Spread
+from lightning_svd.ablation.summary import honest_notes, sample_check_note, write_plot
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
 from lightning_svd.tasks import ablation
@@ -38,16 +39,23 @@ def test_curation_arms_are_the_combined_filter_and_a_random_subset_of_equal_size
     assert uncurated.removed_fraction == curated.removed_fraction == round(1 - kept.num_rows / 40, 6)
 
 
+NOT_MEASURED = Spread()
+
+
+def arm(name: str = "arm", removed: float = 0.0, fvd=NOT_MEASURED, final_loss=NOT_MEASURED, **more) -> ArmResult:
+    return ArmResult(name, removed, 10, None, 2, final_loss=final_loss, fvd=fvd, **more)
+
+
 def test_mean_and_spread_over_seeds():
-    assert mean_and_spread([1.0, 3.0]) == (2.0, round(float(np.std([1.0, 3.0], ddof=1)), 6))
-    assert mean_and_spread([2.0, None]) == (2.0, None)
-    assert mean_and_spread([None]) == (None, None)
+    assert Spread.over([1.0, 3.0]) == Spread(2.0, round(float(np.std([1.0, 3.0], ddof=1)), 6))
+    assert Spread.over([2.0, None]) == Spread(2.0, None)
+    assert Spread.over([None]) == Spread(None, None)
 
 
 def test_notes_say_when_a_move_is_not_monotonic_or_within_the_seed_spread():
-    arms = [{"fvd": 3.0, "fvd_spread": 1.0, "final_loss": 0.5, "final_loss_spread": 0.01, "degraded_share": 0.4},
-            {"fvd": 2.0, "fvd_spread": 1.0, "final_loss": 0.4, "final_loss_spread": 0.01, "degraded_share": 0.2},
-            {"fvd": 2.5, "fvd_spread": 1.0, "final_loss": 0.3, "final_loss_spread": 0.01, "degraded_share": 0.1}]
+    arms = [arm(fvd=Spread(3.0, 1.0), final_loss=Spread(0.5, 0.01), degraded_share=0.4),
+            arm(fvd=Spread(2.0, 1.0), final_loss=Spread(0.4, 0.01), degraded_share=0.2),
+            arm(fvd=Spread(2.5, 1.0), final_loss=Spread(0.3, 0.01), degraded_share=0.1)]
     notes = honest_notes(arms, extractor_comparable=False, extractor_reason="random weights")
     assert any(n.startswith("As the removed fraction grows, FVD does not move monotonically") and "is within" in n
                for n in notes)
@@ -55,16 +63,15 @@ def test_notes_say_when_a_move_is_not_monotonic_or_within_the_seed_spread():
                for n in notes)
     assert any("degraded clips in the training data falls monotonically" in n for n in notes)
     assert notes[-1].startswith("FVD features: random weights")
-    arms = [{"degraded_share": 0.36, "fvd": None, "final_loss": None}] * 2
+    arms = [arm(degraded_share=0.36)] * 2
     same_clips = honest_notes(arms, True, None, "Across the arms")
     assert same_clips == ["Across the arms, the share of planted-degraded clips in the training data is the same in "
                           "every arm (0.36, 0.36)."]
 
 
 def test_the_plot_has_error_bars_and_handles_arms_of_equal_size(tmp_path):
-    arms = [{"name": n, "removed_fraction": 0.5, "fvd": f, "fvd_spread": 0.3, "degraded_share": None}
-            for n, f in (("uncurated", 2.0), ("curated", 1.0))]
-    image = Image.open(write_plot({"arms": arms}, tmp_path / "plot.png"))
+    arms = [arm(name, 0.5, fvd=Spread(fvd, 0.3)) for name, fvd in (("uncurated", 2.0), ("curated", 1.0))]
+    image = Image.open(write_plot(arms, tmp_path / "plot.png"))
     pixels = np.asarray(image.convert("RGB"))
     assert image.size == (1080, 360) and (np.abs(pixels - [40, 90, 200]).sum(axis=2) == 0).sum() > 50
 

@@ -78,12 +78,12 @@ def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
     results = run_variant("ablation_image_init", run_dir)
     assert [a["name"] for a in results["arms"]] == ["image_init_off", "image_init_on"]
     cached = Path(results["image_model"]).parents[1]
-    image = json.loads((cached / "done.json").read_text())
-    assert image["steps"] == 2 and image["checkpoint"] == results["image_model"]
+    image = json.loads((cached / "results.json").read_text())
+    assert image["steps"] == 2 and Path(results["image_model"]) == cached / "checkpoints" / "last.ckpt"
     runs = {a["name"]: json.loads((run_dir / "arms" / a["name"] / "seed0" / "results.json").read_text())
             for a in results["arms"]}
-    assert runs["image_init_on"]["init_from"] == image["checkpoint"] and runs["image_init_off"]["init_from"] is None
-    pretrained = torch.load(image["checkpoint"], weights_only=False)["hyper_parameters"]["stage"]
+    assert runs["image_init_on"]["init_from"] == results["image_model"] and runs["image_init_off"]["init_from"] is None
+    pretrained = torch.load(results["image_model"], weights_only=False)["hyper_parameters"]["stage"]
     assert pretrained["name"] == "image" and pretrained["num_frames"] == 1
     assert "From random to image-pretrained spatial layers" in results["notes"]
 
@@ -95,11 +95,13 @@ def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corp
     cfg.ablation.extra_proxy_overrides.extend([*TWO_STEPS, "train.checkpoint_every_n_steps=1"])
     ctx = RunContext(tmp_path / "run", logging.getLogger("test"))
     first = pretrained_image_model(cfg, ctx, subset, seed=0)
-    done = Path(first).parents[1] / "done.json"
-    assert json.loads(done.read_text())["resumed_from"] is None
-    done.unlink()  # killed after its last checkpoint, before it was marked done
-    assert pretrained_image_model(cfg, ctx, subset, seed=0) == first
-    assert json.loads(done.read_text())["resumed_from"] == first
+    cached = Path(first).parents[1]
+    assert json.loads((cached / "results.json").read_text())["resumed_from"] is None
+    work = cached.with_name(f".{cached.name}.work")
+    cached.rename(work)  # killed after its last checkpoint, before the cache entry was published
+    assert pretrained_image_model(cfg, ctx, subset, seed=0) == first and not work.exists()
+    resumed = json.loads((cached / "results.json").read_text())["resumed_from"]
+    assert resumed == str(work / "checkpoints" / "last.ckpt")
     assert pretrained_image_model(cfg, ctx, subset.slice(1), seed=0) != first  # other clips: another model
     cfg.cache_dir = str(tmp_path / "another_cache")
     elsewhere = Path(pretrained_image_model(cfg, ctx, subset, seed=0))
@@ -117,7 +119,7 @@ def test_the_image_model_batch_fits_the_subset_and_uses_the_arm_seeds_cores(smal
         seen.update(batch=image.train.data.batch_size, steps=image.trainer.max_steps, threads=torch.get_num_threads())
         raise RuntimeError("stop after the config")
 
-    monkeypatch.setattr("lightning_svd.tasks.train.run", record)
+    monkeypatch.setattr("lightning_svd.training.train", record)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -140,7 +142,7 @@ def test_the_image_model_trains_on_a_clean_corpus_of_its_own(small_corpus, tmp_p
         seen.append((image.train.data.table, dict(image.corpus), image.run_dir))
         raise RuntimeError("stop after the config")
 
-    monkeypatch.setattr("lightning_svd.tasks.train.run", record)
+    monkeypatch.setattr("lightning_svd.training.train", record)
     for clips in (subset, subset.slice(1)):
         with pytest.raises(RuntimeError, match="stop after the config"):
             pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), clips, seed=0)
