@@ -3,10 +3,11 @@ and print what the samples look like in numbers (grain and contrast) beside real
 
     PYTHONPATH=. python benchmarks/image_model_probe.py OUT [--steps 600] [--threads 1] [key=value ...]
 
-The overrides go over the ablation's proxy recipe and image-pretraining overrides (`ablation.proxy_overrides`,
-`ablation.image_init.pretrain_overrides`), exactly as the ablation builds its image model; the data is the image
-model's own clean corpus (`ablation.image_init.corpus` over the ablation corpus). Grain is the mean |frame - its 3x3
-median| in grey levels: flat real frames sit near 1, frames with planted noise near 4 at 32x32.
+The overrides go over the ablation's proxy recipe and image-pretraining blocks (`ablation.proxy`,
+`ablation.image_init.pretrain`) as `ablation.extra_proxy_overrides`, exactly as the ablation builds its image
+model; the data is the image model's own clean corpus (`ablation.image_init.corpus` over the ablation corpus). Grain
+is the mean |frame - its 3x3 median| in grey levels: flat real frames sit near 1, frames with planted noise near 4
+at 32x32.
 """
 
 import argparse
@@ -21,11 +22,12 @@ import torch
 from omegaconf import OmegaConf
 
 from lightning_svd.ablation.evaluate import sample_arm
+from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.config import load_config
 from lightning_svd.quiet import silence_third_party
 from lightning_svd.run_context import RunContext
 from lightning_svd.stages import load_stage
-from lightning_svd.tasks import train
+from lightning_svd.training import train
 
 
 def grain(videos: np.ndarray) -> np.ndarray:
@@ -51,13 +53,12 @@ def main() -> None:
     silence_third_party()
     torch.set_num_threads(args.threads)
     ablation = load_config("ablation_aesthetic", "tiny", check_paths=False)
-    overrides = [*ablation.ablation.proxy_overrides, *ablation.ablation.image_init.pretrain_overrides,
-                 f"trainer.max_steps={args.steps}", *args.overrides]
-    cfg = load_config(ablation.ablation.proxy_experiment, "tiny", overrides, check_paths=False)
+    ablation.ablation.extra_proxy_overrides = [f"trainer.max_steps={args.steps}", *args.overrides]
+    cfg = proxy_recipe(ablation, image=True)
     cfg.corpus = OmegaConf.merge(ablation.corpus, ablation.ablation.image_init.corpus)
     cfg.train.data.table, cfg.run_dir, cfg.cache_dir, cfg.resume = None, str(args.out), args.cache_dir, False
     started = time.perf_counter()
-    trained = train.run(cfg, RunContext(args.out, logging.getLogger("probe")))
+    trained = train(cfg, RunContext(args.out, logging.getLogger("probe")))
     seconds = time.perf_counter() - started
     prompts = [{"id": f"p{i}", "text": text} for i, text in enumerate([
         "three pink squares moving quickly as the camera pans down-right over a red background, with the words "

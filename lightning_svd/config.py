@@ -71,13 +71,18 @@ def load_config(
     OmegaConf.set_struct(cfg, True)
     for override in overrides:
         apply_override(cfg, override)
+    check_resolves(cfg)
+    if check_paths and profile == "paper":
+        check_required_paths(cfg)
+    return cfg
+
+
+def check_resolves(cfg: DictConfig) -> None:
+    """Every interpolation resolves (a `${...}` naming a missing key fails here, not where it is read)."""
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as error:
         raise UserError(f"config does not resolve: {str(error).splitlines()[0]}") from None
-    if check_paths and profile == "paper":
-        check_required_paths(cfg)
-    return cfg
 
 
 def with_profile_overrides(layer: DictConfig, name: str, profile: str, profiles: list[str]) -> list[DictConfig]:
@@ -109,6 +114,24 @@ def apply_override(cfg: DictConfig, text: str) -> None:
     key, value = parse_override(text)
     if key in RUNNER_KEYS:
         raise UserError(f"'{key}=' may be given once, before other overrides")
+    set_key(cfg, key, value, text.partition("=")[2])
+
+
+def apply_block(cfg: DictConfig, block: dict, prefix: str = "") -> None:
+    """Set every key of a nested mapping as `a.b=value` overrides would, so an unknown key or a value of the wrong
+    type fails the same way. A mapping over a section with keys sets them one by one; over an empty (free-form)
+    section, such as `train.unet.options`, it replaces the section, as an override does."""
+    for name, value in block.items():
+        key = f"{prefix}{name}"
+        node = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, dict) and isinstance(node, DictConfig) and len(node):
+            apply_block(cfg, value, f"{key}.")
+        else:
+            set_key(cfg, key, value, str(value))
+
+
+def set_key(cfg: DictConfig, key: str, value, raw: str) -> None:
+    """Set one existing key (or a Lightning `Trainer` argument under `trainer.`), keeping its type."""
     parent_key, _, leaf = key.rpartition(".")
     # Keys are listed rather than tested with `in`, which is False for a key whose value is ??? (unset).
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
@@ -121,7 +144,7 @@ def apply_override(cfg: DictConfig, text: str) -> None:
     current = parent._get_node(leaf)
     if isinstance(current, DictConfig) and not isinstance(value, dict):
         raise UserError(f"'{key}' is a section; set one of its keys instead, for example {first_leaf(cfg, key)}=…")
-    parent[leaf] = checked_value(key, current, value, text.partition("=")[2])
+    parent[leaf] = checked_value(key, current, value, raw)
 
 
 def checked_value(key: str, node, value, raw: str):

@@ -19,8 +19,8 @@ from data_modules.clips import CAPTION_COLUMNS
 from lightning_svd import training
 from lightning_svd.ablation.data import write_arm_table
 from lightning_svd.ablation.job import torch_threads
+from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.cache import build_once_resuming
-from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
 from lightning_svd.run_context import RunContext
 from lightning_svd.synthetic import CorpusSpec
@@ -64,8 +64,7 @@ def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
 def image_model_config(cfg, subset: pa.Table, seed: int):
     """The image-only proxy's training config, a key of the data it sees, and that data in words."""
     section = cfg.ablation.image_init
-    overrides = [*cfg.ablation.proxy_overrides, *section.pretrain_overrides, *cfg.ablation.extra_proxy_overrides]
-    image = load_config(cfg.ablation.proxy_experiment, cfg.profile, overrides, check_paths=False)
+    image = proxy_recipe(cfg, image=True)
     image.seed, image.cache_dir, image.resume = seed, cfg.cache_dir, True
     if section.data == "corpus":
         image.corpus = OmegaConf.merge(cfg.corpus, section.corpus)

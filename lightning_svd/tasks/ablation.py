@@ -55,6 +55,7 @@ from lightning_svd.ablation.job import (
     write_job,
 )
 from lightning_svd.ablation.judge import build_judge
+from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.ablation.results import AblationResult, ArmResult, ProxyShape, SeedResult
 from lightning_svd.ablation.summary import (
     final_logged_mean,
@@ -87,11 +88,9 @@ SAMPLE_GRID = "samples.png"
 
 
 def proxy_config(cfg, table: Path, seed: int, run_dir: Path, arm_overrides=()):
-    """The proxy's training config for one arm and seed: the proxy experiment, `ablation.proxy_overrides`,
-    `ablation.extra_proxy_overrides`, what the arm changes, the arm's table."""
-    section = cfg.ablation
-    overrides = [*section.proxy_overrides, *section.extra_proxy_overrides, *arm_overrides]
-    proxy = load_config(section.proxy_experiment, cfg.profile, overrides, check_paths=False)
+    """The proxy's training config for one arm and seed: the recipe (`proxy_recipe`) with what the arm changes, on
+    the arm's table."""
+    proxy = proxy_recipe(cfg, arm_overrides=arm_overrides)
     proxy.train.data.table, proxy.seed, proxy.run_dir = str(table), seed, str(run_dir)
     proxy.cache_dir, proxy.resume = cfg.cache_dir, True
     if cfg.profile == "paper":
@@ -315,15 +314,17 @@ def check(cfg) -> None:
     as_defined = load_config(cfg.experiment, cfg.profile, check_paths=False)
     for key in ("train", "trainer"):
         if cfg[key] != as_defined[key]:
-            raise UserError(f"an ablation's proxies do not read {key}.*: put such settings in ablation."
-                            "extra_proxy_overrides, e.g. ablation.extra_proxy_overrides=[trainer.max_steps=100]")
-    recipe = load_config(section.proxy_experiment, cfg.profile,
-                         [*section.proxy_overrides, *section.extra_proxy_overrides], check_paths=False)
-    build_diffusion(without_unset_keys(recipe.train.diffusion))  # its values, e.g. a shared_frame_noise of 1
+            raise UserError(f"an ablation's proxies do not read {key}.*: set the recipe's keys as ablation.proxy.*, "
+                            "e.g. ablation.proxy.trainer.max_steps=100, and other settings in ablation."
+                            "extra_proxy_overrides, e.g. ablation.extra_proxy_overrides=[train.ema.enabled=true]")
+    build_diffusion(without_unset_keys(proxy_recipe(cfg).train.diffusion))  # its values, e.g. a shared_frame_noise 1
     image_model_needed = section.criterion == "image_init" or section.image_init.every_arm
-    if cfg.profile == "paper" and image_model_needed and not section.image_init.checkpoint:
-        raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (an image-stage "
-                        "checkpoint), or set ablation.image_init.every_arm=false to train them from random weights")
+    if image_model_needed and not section.image_init.checkpoint:
+        if cfg.profile == "paper":
+            raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (an "
+                            "image-stage checkpoint), or set ablation.image_init.every_arm=false to train them from "
+                            "random weights")
+        proxy_recipe(cfg, image=True)
 
 
 ORDERINGS = {"curation": "From the uncurated to the curated arm",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from data_modules.arms import Arm, combined_filter
@@ -81,7 +82,7 @@ def test_every_ablation_experiment_loads_with_its_criterion():
         cfg = load_config(f"ablation_{criterion}", "tiny")
         assert cfg.task == "ablation" and cfg.ablation.criterion == criterion
         paper = load_config(f"ablation_{criterion}", "paper", check_paths=False)
-        assert list(paper.ablation.proxy_overrides) == [] and paper.ablation.prompts.count == 64
+        assert paper.ablation.proxy is None and paper.ablation.prompts.count == 64  # the paper's recipe as it is
         assert paper.ablation.sampling.steps == 50 and "ablation.fvd.i3d_torchscript.path" in paper.requires_paths
 
 
@@ -193,6 +194,26 @@ def test_your_proxy_settings_go_after_the_recipe(tmp_path):
     cfg = load_config("ablation_aesthetic", "tiny", ["ablation.extra_proxy_overrides=[trainer.max_steps=7]"])
     proxy = ablation.proxy_config(cfg, tmp_path / "clips.parquet", 0, tmp_path / "run")
     assert proxy.trainer.max_steps == 7 and proxy.train.num_frames == 4  # the recipe's other settings stay
+
+
+def test_a_recipe_value_changes_from_the_command_line_with_its_type_checked(tmp_path):
+    cfg = load_config("ablation_aesthetic", "tiny", ["ablation.proxy.trainer.max_steps=9"])
+    assert ablation.proxy_config(cfg, tmp_path / "clips.parquet", 0, tmp_path / "run").trainer.max_steps == 9
+    with pytest.raises(UserError, match="ablation.proxy.trainer.max_steps expects an integer, got 'many'"):
+        load_config("ablation_aesthetic", "tiny", ["ablation.proxy.trainer.max_steps=many"])
+
+
+@pytest.mark.parametrize(("block", "key", "message"), [
+    ("proxy", "train.foo", "ablation.proxy: unknown key 'train.foo' for experiment ablation_proxy"),
+    ("image_init.pretrain", "trainer.max_stepz", "ablation.image_init.pretrain: unknown key 'trainer.max_stepz' for "
+                                                 "experiment ablation_proxy; did you mean 'trainer.max_steps'?"),
+])
+def test_a_recipe_block_with_an_unknown_key_fails_the_check_in_one_line(block, key, message):
+    cfg = load_config("ablation_aesthetic", "tiny")
+    OmegaConf.update(cfg, f"ablation.{block}.{key}", 1, force_add=True)  # as a YAML file could set it
+    with pytest.raises(UserError, match=message) as error:
+        ablation.check(cfg)
+    assert "\n" not in str(error.value)
 
 
 def test_sample_check_says_whether_samples_flicker_hold_together_or_stand_still():
