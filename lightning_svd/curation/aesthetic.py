@@ -7,7 +7,8 @@ a factor in (0, 1] that halves at a documented reference value, multiplied and s
   `q = c^2 / (c^2 + c0^2)`;
 - noise: Immerkær's fast noise estimate (J. Immerkær, "Fast noise variance estimation", CVIU 1996) with a median
   instead of the mean so edges do not count: `sigma_n = median(|L * N|) / 0.6745 / 6` for the 3x3 operator N;
-  `q = 1 / (1 + (sigma_n / n0)^2)`;
+  `q = 1 / (1 + (sigma_n / n0)^2)`; measured on the frame and on its 2x2 means, the larger kept, so grain one or
+  two pixels wide counts alike (a 3x3 operator barely sees grain coarser than a pixel);
 - blur: the Gaussian width of the strongest edges, from re-blurring (Hu & de Haan, "Low cost robust blur
   estimator", ICIP 2006): at the top 0.5 % gradient pixels the gradient ratio `rho` between the frame and the
   frame re-blurred with `sigma_r` gives `sigma_b = sigma_r / sqrt(rho^2 - 1)`; `q = 1 / (1 + (sigma_b / b0)^2)`.
@@ -44,9 +45,21 @@ def _interior(keep: np.ndarray) -> np.ndarray:
     return inner if inner.any() else keep
 
 
-def noise_sigma(luma: np.ndarray, keep: np.ndarray) -> float:
+def immerkaer_sigma(luma: np.ndarray, keep: np.ndarray) -> float:
     response = np.abs(cv2.filter2D(luma, -1, NOISE_OPERATOR))
     return float(np.median(response[_interior(keep)]) / 0.6745 / 6.0)
+
+
+def noise_sigma(luma: np.ndarray, keep: np.ndarray) -> float:
+    """Immerkaer's estimate at the frame's scale and at half of it (2x2 means), whichever is larger."""
+    height, width = (luma.shape[0] // 2) * 2, (luma.shape[1] // 2) * 2
+    if min(height, width) < 8:
+        return immerkaer_sigma(luma, keep)
+    half = luma[:height, :width].reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+    half_keep = keep[:height, :width].reshape(height // 2, 2, width // 2, 2).all(axis=(1, 3))
+    if not half_keep.any():
+        return immerkaer_sigma(luma, keep)
+    return max(immerkaer_sigma(luma, keep), immerkaer_sigma(half, half_keep))
 
 
 def _gradient(luma: np.ndarray) -> np.ndarray:
