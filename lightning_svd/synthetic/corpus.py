@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..video import write_video
-from .scenes import SceneRenderer, caption_for, random_scene
+from .scenes import DEGRADATIONS, SceneRenderer, caption_for, random_scene
 
 GENERATOR_VERSION = 3
 TRANSITION_FRAMES = {"hard": 0, "crossfade": 12, "fade": 16}
@@ -44,6 +44,7 @@ class CorpusSpec:
     crf: int = 18
     texture: float = 1.0               # background texture strength: 1 textured, 0 flat colour
     caption_degradation: bool = False  # captions name a scene's planted degradation ("a grainy shot of ...")
+    degradations: tuple[str, ...] = DEGRADATIONS  # the kinds a degraded scene draws from
     noise_grain: int = 1               # planted noise's grain size in pixels (1: per pixel); larger grain survives
                                        # the downscale to a small model's frames
 
@@ -51,7 +52,10 @@ class CorpusSpec:
     def from_config(cls, node) -> "CorpusSpec":
         """Build from a config mapping, ignoring keys that are not spec fields."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(node).items() if k in names})
+        values = {k: v for k, v in dict(node).items() if k in names}
+        if "degradations" in values:
+            values["degradations"] = tuple(values["degradations"])
+        return cls(**values)
 
     def validate(self) -> None:
         if self.num_videos < 1:
@@ -63,6 +67,10 @@ class CorpusSpec:
             raise UserError("corpus.min_seconds must be positive and at most corpus.max_seconds")
         if not 0.0 <= self.texture <= 1.0:
             raise UserError(f"corpus.texture must lie in [0, 1] (0 flat, 1 textured), got {self.texture}")
+        unknown = sorted(set(self.degradations) - set(DEGRADATIONS))
+        if unknown or not self.degradations:
+            raise UserError(f"corpus.degradations must list some of {', '.join(DEGRADATIONS)}; got "
+                            f"{list(self.degradations)}")
         if self.noise_grain < 1:
             raise UserError(f"corpus.noise_grain must be a whole number of pixels >= 1, got {self.noise_grain}")
         if self.min_seconds < 2 * self.min_scene_seconds:
@@ -93,6 +101,7 @@ def plan_video(spec: CorpusSpec, index: int) -> tuple[list, list[str], list[int]
             static=rng.random() < spec.static_fraction,
             text=rng.random() < spec.text_fraction,
             degraded=rng.random() < spec.degraded_fraction,
+            degradations=tuple(spec.degradations),
         )
         for _ in range(num_scenes)
     ]

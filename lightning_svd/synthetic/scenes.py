@@ -70,8 +70,10 @@ class Scene:
         }
 
 
-def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded: bool) -> Scene:
-    """Draw a scene's content; `static`, `text` and `degraded` are decided by the corpus plan."""
+def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded: bool,
+                 degradations: tuple[str, ...] = DEGRADATIONS) -> Scene:
+    """Draw a scene's content; `static`, `text` and `degraded` are decided by the corpus plan, the kind of
+    degradation among `degradations`."""
     color_names = list(COLORS)
     background = str(rng.choice(color_names))
     shape_color = str(rng.choice([c for c in color_names if c != background]))
@@ -93,7 +95,7 @@ def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded
         scene.text_size = int(rng.choice([9, 12, 15, 19]))
         scene.text_lines = int(rng.integers(1, 3))
     if degraded:
-        scene.degradation = str(rng.choice(DEGRADATIONS))
+        scene.degradation = str(rng.choice(list(degradations)))
         scene.degradation_level = float(rng.uniform(0.5, 1.0))
     return scene
 
