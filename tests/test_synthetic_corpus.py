@@ -147,3 +147,31 @@ def test_captions_name_degradations_only_when_asked_and_flat_scenes_are_flat():
     assert flat.reshape(-1, 3).std(axis=0).max() == 0 and textured.reshape(-1, 3).std(axis=0).max() > 10
     with pytest.raises(UserError, match="corpus.texture"):
         CorpusSpec(texture=1.5).validate()
+
+
+def test_noise_grain_and_degradation_kinds_are_corpus_options():
+    """Grain 2 plants noise constant over 2x2 cells (it survives a downscale that averages 1-pixel noise away);
+    grain 1 leaves the per-pixel noise as it was; `degradations` limits the kinds degraded scenes draw."""
+    spec = CorpusSpec(degraded_fraction=1.0, degradations=("noise",))
+    scenes = [s for i in range(3) for s in plan_video(spec, i)[0]]
+    assert {s.degradation for s in scenes} == {"noise"}
+    scene = scenes[0]
+    scene.text = None
+    clean_scene = plan_video(spec, 0)[0][0]
+    clean_scene.text, clean_scene.degradation = None, None
+    clean = SceneRenderer(clean_scene, 64, 48).render(0).astype(np.float32)
+    degraded = SceneRenderer(scene, 64, 48, noise_grain=2).render(0).astype(np.float32)
+    noise, unclipped = degraded - clean, ((degraded > 0) & (degraded < 255)).all(axis=-1)
+    cells = noise.reshape(24, 2, 32, 2, 3)
+    same_in_cell = np.isclose(cells, cells[:, :1, :, :1], atol=1.5).all(axis=(1, 3, 4))  # frames are rounded
+    assert same_in_cell[unclipped.reshape(24, 2, 32, 2).all(axis=(1, 3))].all()
+    fine = SceneRenderer(scene, 64, 48, noise_grain=1).render(0).astype(np.float32) - clean
+    def halved(x):  # 2x2 means: 1-pixel noise loses half its std, 2-pixel grain keeps it
+        return x.reshape(24, 2, 32, 2, 3).mean(axis=(1, 3)).std()
+
+    assert halved(noise) > 1.6 * halved(fine)
+    for bad, match in ((CorpusSpec(degradations=("grain",)), "corpus.degradations"),
+                       (CorpusSpec(degradations=()), "corpus.degradations"),
+                       (CorpusSpec(noise_grain=0), "corpus.noise_grain")):
+        with pytest.raises(UserError, match=match):
+            bad.validate()

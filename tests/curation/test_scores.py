@@ -195,3 +195,14 @@ def test_classic_aesthetic_ranks_planted_degradations_below_clean_scenes(corpus_
     scenes = [covering_scene(truths[r["video_path"]], r["start_frame"], r["end_frame"]) for r in rows]
     overlaid = [r for r, s in zip(rows, scenes) if s["text_area"] > 0 and s["degradation"] is None]
     assert overlaid and all("outside ppocr_db text boxes" in r["aesthetic_score_model"] for r in rows)
+
+
+def test_classic_quality_sees_noise_in_two_pixel_grains():
+    """A 3x3 noise operator barely answers grain two pixels wide; measured on the 2x2 means too, it does."""
+    clean = textured(96, 160, 3)
+    rng = np.random.default_rng(2)
+    cells = rng.normal(0, 30, (48, 80, 3))
+    coarse = np.clip(clean + np.repeat(np.repeat(cells, 2, axis=0), 2, axis=1), 0, 255).astype(np.uint8)
+    quality = ClassicQuality()
+    assert quality.measurements(clean)["noise"] < 3 < 15 < quality.measurements(coarse)["noise"]
+    assert quality.frame_score(coarse) < 0.5 * quality.frame_score(clean)
