@@ -114,6 +114,37 @@ def build_trainer(cfg, ctx, callbacks=()) -> tuple[L.Trainer, Throughput]:
     return trainer, throughput
 
 
+def gradient_accumulation(global_batch: int | None, per_device: int, world_size: int, configured: int) -> int:
+    """How many batches each optimizer step accumulates so that it sees `global_batch` clips (the paper's batch):
+    global = per-device batch x processes x accumulation. Without a global batch, `trainer.accumulate_grad_batches`
+    as configured."""
+    if global_batch is None:
+        return configured
+    per_step = per_device * world_size
+    if global_batch % per_step:
+        raise UserError(
+            f"train.global_batch_size={global_batch} is not a multiple of train.data.batch_size={per_device} x "
+            f"{world_size} process(es) = {per_step}; change one of them (or trainer.devices / trainer.num_nodes)")
+    needed = global_batch // per_step
+    if configured not in (1, needed):
+        raise UserError(
+            f"trainer.accumulate_grad_batches={configured} contradicts train.global_batch_size={global_batch}, which "
+            f"needs {needed} with batch {per_device} on {world_size} process(es); leave it at 1")
+    return needed
+
+
+def apply_global_batch(cfg, trainer: L.Trainer, log) -> None:
+    """Make the trainer accumulate what `train.global_batch_size` asks (or refuse, before any step), and say so."""
+    global_batch = cfg.train.global_batch_size
+    per_device = int(cfg.train.data.batch_size)
+    trainer.accumulate_grad_batches = gradient_accumulation(
+        None if global_batch is None else int(global_batch), per_device, trainer.world_size,
+        int(cfg.trainer.accumulate_grad_batches))
+    if global_batch is not None and trainer.is_global_zero:
+        log.info(f"global batch {global_batch} = {per_device} per process x {trainer.world_size} process(es) x "
+                 f"{trainer.accumulate_grad_batches} accumulated batches")
+
+
 def check_strategy(cfg) -> None:
     """FSDP shards the weights that EMA and in-training sampling read whole: refuse those combinations up front."""
     strategy = str(cfg.trainer.strategy)
@@ -144,6 +175,7 @@ def train(cfg, ctx, callbacks=()) -> dict:
     datamodule = build_datamodule(cfg, table, buckets)
     configured = build_callbacks(cfg, ctx.run_dir)
     trainer, throughput = build_trainer(cfg, ctx, [*callbacks, *configured])
+    apply_global_batch(cfg, trainer, ctx.log)
     if resume_from:
         ctx.log.info(f"resuming from {resume_from}")
     trainer.fit(stage, datamodule=datamodule, ckpt_path=resume_from)

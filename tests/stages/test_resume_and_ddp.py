@@ -61,17 +61,20 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, clip_table):
     assert start["global_step"] == 6
 
 
-def test_two_process_cpu_ddp_run_completes(tmp_path, clip_table):
+def test_two_process_cpu_ddp_run_completes_at_the_global_batch(tmp_path, clip_table):
+    """Global batch 8 with 2 per process on two processes: each optimizer step accumulates 2 batches."""
     run_dir = tmp_path / "ddp"
     result = subprocess.run(
         [sys.executable, "run.py", "experiment=pretrain_video", f"run_dir={run_dir}", f"train.data.table={clip_table}",
          "trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=2", "train.height=16", "train.width=16",
-         "train.num_frames=2", "train.data.batch_size=1", "trainer.enable_progress_bar=false"],
+         "train.num_frames=2", "train.data.batch_size=2", "train.global_batch_size=8",
+         "trainer.enable_progress_bar=false"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["world_size"] == 2 and results["steps"] == 2 and results["effective_batch_size"] == 2
+    assert results["world_size"] == 2 and results["steps"] == 2 and results["effective_batch_size"] == 8
+    assert "global batch 8 = 2 per process x 2 process(es) x 2 accumulated batches" in result.stderr + result.stdout
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()

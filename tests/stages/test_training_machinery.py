@@ -184,3 +184,48 @@ def test_bad_stage_settings_fail_with_one_line(tmp_path, clip_table, capsys, ove
     code = main(["experiment=pretrain_video", f"run_dir={tmp_path}", f"train.data.table={clip_table}", override])
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and last_line.startswith("error: ") and message in last_line
+
+
+class OptimizerSteps(Callback):
+    """Training batches seen and optimizer steps taken."""
+
+    def __init__(self):
+        self.batches = 0
+        self.steps = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.batches += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.steps += 1
+
+
+def test_the_global_batch_trains_through_gradient_accumulation(tmp_path, clip_table):
+    """global 8 with batch 2 on one process: each optimizer step accumulates 4 batches, and results say so."""
+    probe = OptimizerSteps()
+    results = tiny_run("pretrain_video", tmp_path, clip_table, *VIDEO, "train.global_batch_size=8",
+                       "train.data.batch_size=2", callbacks=[probe])
+    assert (probe.steps, probe.batches) == (2, 8)
+    assert results["global_batch_size"] == 8 and results["effective_batch_size"] == 8
+
+
+def test_gradient_accumulation_arithmetic_and_refusals():
+    from lightning_svd.errors import UserError
+    from lightning_svd.training import gradient_accumulation
+
+    assert gradient_accumulation(768, 8, 8, 1) == 12 and gradient_accumulation(8, 2, 2, 1) == 2
+    assert gradient_accumulation(None, 2, 4, 3) == 3
+    with pytest.raises(UserError, match=r"train.global_batch_size=7 is not a multiple of train.data.batch_size=2"):
+        gradient_accumulation(7, 2, 1, 1)
+    with pytest.raises(UserError, match=r"trainer.accumulate_grad_batches=3 contradicts"):
+        gradient_accumulation(8, 2, 1, 3)
+
+
+def test_an_unreachable_global_batch_fails_before_any_step(tmp_path, clip_table, capsys):
+    from lightning_svd.cli import main
+
+    code = main(["experiment=pretrain_video", f"run_dir={tmp_path}", f"train.data.table={clip_table}",
+                 "train.global_batch_size=7", "train.data.batch_size=2"])
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "train.global_batch_size=7 is not a multiple" in last_line
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
