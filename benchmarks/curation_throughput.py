@@ -14,7 +14,6 @@ against the true one (Spearman, and the same at PP-OCR's 736 for reference).
 """
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -25,6 +24,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lightning_svd.config import load_config  # noqa: E402
 from lightning_svd.curation.engines import limit_threads  # noqa: E402
 from lightning_svd.curation.ocr import PpOcrDbDetector, TextAreaScorer  # noqa: E402
 from lightning_svd.curation.pipeline import VideoCurator  # noqa: E402
@@ -32,8 +32,6 @@ from lightning_svd.curation.quality import spearman  # noqa: E402
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus  # noqa: E402
 from lightning_svd.synthetic.corpus import plan_video  # noqa: E402
 from lightning_svd.synthetic.scenes import SceneRenderer  # noqa: E402
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "curate.yaml"
 
 
 def decode_only(path: Path) -> int:
@@ -87,7 +85,7 @@ def main() -> None:
     print(f"sources: {root} ({time.perf_counter() - started:.1f} s to make or find)")
     videos = corpus_videos(root)
 
-    cfg = copy.deepcopy(OmegaConf.to_container(OmegaConf.load(EXPERIMENT).curation, resolve=True))
+    cfg = OmegaConf.to_container(load_config("curate", "tiny").curation, resolve=True)
     cfg["clip"]["enabled"] = False
     cfg["decode"]["analysis_short_side"] = args.analysis_side
     cfg["ocr"]["ppocr_db"]["limit_side_len"] = args.ocr_side

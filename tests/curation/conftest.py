@@ -6,17 +6,18 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from lightning_svd.config import load_config
 from lightning_svd.curation.pipeline import VideoCurator
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus
 
-EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "curate.yaml"
 QUALITY_CORPUS = CorpusSpec()  # the default corpus (24 videos), the one the issue targets are stated on
 
 
 @pytest.fixture(scope="session")
 def curation_cfg() -> dict:
-    """The experiment's `curation` section as plain data, CLIP off (tests of CLIP build their own tiny model)."""
-    cfg = OmegaConf.to_container(OmegaConf.load(EXPERIMENT).curation, resolve=True)
+    """The curate experiment's `curation` section (tiny) as plain data, CLIP off (tests of CLIP build their own
+    tiny model)."""
+    cfg = OmegaConf.to_container(load_config("curate", "tiny").curation, resolve=True)
     cfg["clip"]["enabled"] = False
     cfg["progress"] = False
     return cfg
