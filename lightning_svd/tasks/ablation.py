@@ -2,7 +2,8 @@
 
 curation (cached) -> held-out clean real clips -> random subset (the paper's LVD-10M) -> the image model every
 proxy starts from (SD 2.1 in the paper; tiny: an image-only proxy trained on clean data of its own, cached) ->
-the arms of `ablation.criterion` (threshold arms per score, curated vs uncurated, caption sources, image init) ->
+the arms of `ablation.criterion` (threshold arms per score, curated vs uncurated, caption sources, image init, the
+stage III initialisations) ->
 per arm and seed: train the proxy (`ablation.proxy_experiment` with the `ablation.proxy` recipe) into
 `<run_dir>/arms/<arm>/seed<k>/`, sample the fixed prompts, FVD and the judge's degraded-looking share -> one
 study pack of every sample under `<run_dir>/study/` (simulated raters vote on it) -> an `AblationResult`
@@ -57,6 +58,7 @@ from lightning_svd.ablation.job import (
 from lightning_svd.ablation.judge import build_judge
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.ablation.results import AblationResult, ArmResult, ProxyShape, SeedResult
+from lightning_svd.ablation.stage3 import STAGE3, build_stage3_arms, check_stage3, stage3_note
 from lightning_svd.ablation.summary import (
     final_logged_mean,
     honest_notes,
@@ -88,9 +90,9 @@ SAMPLE_GRID = "samples.png"
 
 
 def proxy_config(cfg, table: Path, seed: int, run_dir: Path, arm_overrides=()):
-    """The proxy's training config for one arm and seed: the recipe (`proxy_recipe`) with what the arm changes, on
-    the arm's table."""
-    proxy = proxy_recipe(cfg, arm_overrides=arm_overrides)
+    """The proxy's training config for one arm and seed: the recipe (`proxy_recipe`, finetuning for stage III) with
+    what the arm changes, on the arm's table."""
+    proxy = proxy_recipe(cfg, arm_overrides=arm_overrides, finetune=str(cfg.ablation.criterion) == STAGE3)
     proxy.train.data.table, proxy.seed, proxy.run_dir = str(table), seed, str(run_dir)
     proxy.cache_dir, proxy.resume = cfg.cache_dir, True
     if cfg.profile == "paper":
@@ -309,6 +311,8 @@ def check(cfg) -> None:
         raise UserError(f"ablation.image_init.data={section.image_init.data!r}; choose one of {', '.join(IMAGE_DATA)}")
     if section.criterion == "captions":
         check_caption_sources([str(source) for source in section.captions.sources])
+    if section.criterion == STAGE3:
+        check_stage3(section)
     if not section.clip_table:
         curation_config(cfg)  # its overrides, and a split mode the arms could not train on
     as_defined = load_config(cfg.experiment, cfg.profile, check_paths=False)
@@ -317,8 +321,9 @@ def check(cfg) -> None:
             raise UserError(f"an ablation's proxies do not read {key}.*: set the recipe's keys as ablation.proxy.*, "
                             "e.g. ablation.proxy.trainer.max_steps=100, and other settings in ablation."
                             "extra_proxy_overrides, e.g. ablation.extra_proxy_overrides=[train.ema.enabled=true]")
-    build_diffusion(without_unset_keys(proxy_recipe(cfg).train.diffusion))  # its values, e.g. a shared_frame_noise 1
-    image_model_needed = section.criterion == "image_init" or section.image_init.every_arm
+    arms_recipe = proxy_recipe(cfg, finetune=section.criterion == STAGE3)
+    build_diffusion(without_unset_keys(arms_recipe.train.diffusion))  # its values, e.g. a shared_frame_noise 1
+    image_model_needed = section.criterion in ("image_init", STAGE3) or section.image_init.every_arm
     if image_model_needed and not section.image_init.checkpoint:
         if cfg.profile == "paper":
             raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (an "
@@ -329,21 +334,25 @@ def check(cfg) -> None:
 
 ORDERINGS = {"curation": "From the uncurated to the curated arm",
              "captions": "Across the caption sources (in ablation.captions.sources order)",
-             "image_init": "From random to image-pretrained spatial layers"}
+             "image_init": "From random to image-pretrained spatial layers",
+             STAGE3: "From the image-model init to the uncurated- and the curated-pretrained init"}
 
 
 def build_arms(cfg, ctx, subset, seed: int) -> tuple[list, str | None]:
-    """The arms of `ablation.criterion`: threshold arms per score, curated vs uncurated, caption sources, or
-    random vs image-pretrained spatial layers. With `ablation.image_init.every_arm` every arm starts from the
-    image model (the paper's proxies start from SD 2.1, section 3.1); only image_init's "off" arm starts random.
-    Returns the arms and the image model's checkpoint (None when every arm starts random)."""
+    """The arms of `ablation.criterion`: threshold arms per score, curated vs uncurated, caption sources,
+    random vs image-pretrained spatial layers, or stage III's three initialisations (`build_stage3_arms`). With
+    `ablation.image_init.every_arm` every arm starts from the image model (the paper's proxies start from SD 2.1,
+    section 3.1); only image_init's "off" arm starts random. Returns the arms and the image model's checkpoint (None
+    when every arm starts random)."""
     section = cfg.ablation
     criterion = str(section.criterion)
     image_model = None
-    if criterion == "image_init" or section.image_init.every_arm:
+    if criterion in ("image_init", STAGE3) or section.image_init.every_arm:
         image_model = pretrained_image_model(cfg, ctx, subset, seed)
     if criterion == "image_init":
         return image_init_arms(subset, image_model), image_model
+    if criterion == STAGE3:
+        return build_stage3_arms(cfg, ctx, subset, image_model), image_model
     if criterion == "curation":
         arms = curation_arms(subset, int(section.subset.seed))
     elif criterion == "captions":
@@ -480,6 +489,8 @@ def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, pan
                      "network's P(degraded) and prompt following by feature distance to the prompt's real clip, "
                      "cast every pairwise vote on the study pack through the preference app (Elo K = 1 over 1000 "
                      "orders); the spread is over the seeds' votes.")
+    if str(cfg.ablation.criterion) == STAGE3:
+        notes.append(stage3_note(cfg.ablation.stage3, arms[0].num_clips, plan.subset_size))
     if plan.batch_note:
         notes.append(plan.batch_note)
     if len(plan.prompts) > 1:
