@@ -2,10 +2,11 @@
 
 `experiments/defaults.yaml` holds every shared key; `experiments/profiles/<profile>.yaml` sets the profile's
 numbers; the shared blocks an experiment lists in `blocks:` (`experiments/blocks/<block>.yaml`, e.g. what every
-ablation shares) come next; `experiments/<name>.yaml` states only what differs for that experiment. Each block's and
-the experiment's `profile_overrides.<profile>` section is merged right after it; `a.b=value` overrides from the
-command line come last, in struct mode, so an unknown key or a value of the wrong type is rejected with a one-line
-message.
+ablation shares, or what every paper-scale training stage shares) come next; `experiments/<name>.yaml` states only
+what differs for that experiment. The blocks' and then the experiment's `profile_overrides.<profile>` sections are
+merged after every base, so a block's paper numbers override an experiment's tiny ones; `a.b=value` overrides from
+the command line come last, in struct mode, so an unknown key or a value of the wrong type is rejected with a
+one-line message.
 """
 
 import difflib
@@ -54,18 +55,23 @@ def load_config(
     if profile not in profiles:
         raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(profiles)}")
     experiment_cfg = OmegaConf.load(root / f"{experiment}.yaml")
-    layers = []
+    bases, profile_sections = [], []
     for block in experiment_cfg.pop("blocks", None) or []:
         path = root / BLOCKS_DIR / f"{block}.yaml"
         if not path.is_file():
             valid = sorted(p.stem for p in (root / BLOCKS_DIR).glob("*.yaml"))
             raise UserError(f"{experiment}.yaml: unknown block {block!r}; valid blocks: {', '.join(valid)}")
-        layers += with_profile_overrides(OmegaConf.load(path), path.name, profile, profiles)
-    layers += with_profile_overrides(experiment_cfg, f"{experiment}.yaml", profile, profiles)
+        base, section = split_profile_overrides(OmegaConf.load(path), path.name, profile, profiles)
+        bases.append(base)
+        profile_sections.append(section)
+    base, section = split_profile_overrides(experiment_cfg, f"{experiment}.yaml", profile, profiles)
     cfg = OmegaConf.merge(
         OmegaConf.load(root / "defaults.yaml"),
         OmegaConf.load(root / "profiles" / f"{profile}.yaml"),
-        *layers,
+        *bases,
+        base,
+        *profile_sections,
+        section,
     )
     cfg.experiment, cfg.profile = experiment, profile
     OmegaConf.set_struct(cfg, True)
@@ -85,13 +91,14 @@ def check_resolves(cfg: DictConfig) -> None:
         raise UserError(f"config does not resolve: {str(error).splitlines()[0]}") from None
 
 
-def with_profile_overrides(layer: DictConfig, name: str, profile: str, profiles: list[str]) -> list[DictConfig]:
-    """A config layer without its `profile_overrides`, followed by the section for `profile` (if any)."""
+def split_profile_overrides(layer: DictConfig, name: str, profile: str,
+                            profiles: list[str]) -> tuple[DictConfig, DictConfig]:
+    """A config layer without its `profile_overrides`, and the section for `profile` (empty if none)."""
     per_profile = layer.pop("profile_overrides", None) or {}
     unknown_profiles = set(per_profile) - set(profiles)
     if unknown_profiles:
         raise UserError(f"{name}: profile_overrides names unknown profiles {sorted(unknown_profiles)}")
-    return [layer, per_profile.get(profile, {})]
+    return layer, OmegaConf.create(per_profile.get(profile, {}))
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -164,17 +164,19 @@ def test_every_experiment_file_only_uses_known_top_level_sections():
         assert set(defaults) >= {"seed", "run_dir", "trainer"}
 
 
-def test_blocks_are_composed_before_the_experiment(tmp_path):
-    """A shared block (and its profile section) is merged after the profile and before the experiment, which
-    states only what differs; an unknown block is a one-line error naming the valid ones."""
-    write_experiment_tree(tmp_path, "c: 1\nd: 1\n", "[]")
+def test_blocks_are_composed_before_the_experiment_and_profile_sections_after_every_base(tmp_path):
+    """A shared block is merged after the profile and before the experiment, which states only what differs; the
+    blocks' profile sections, then the experiment's, come after every base (a block's paper numbers override an
+    experiment's tiny ones). An unknown block is a one-line error naming the valid ones."""
+    write_experiment_tree(tmp_path, "c: 1\nd: 1\ne: 1\n", "[]")
     (tmp_path / "profiles" / "tiny.yaml").write_text("{}\n")
     (tmp_path / "blocks").mkdir()
     (tmp_path / "blocks" / "shared.yaml").write_text(
-        "c: 5\nd: 5\nprofile_overrides:\n  tiny:\n    d: 6\n  paper:\n    d: 7\n")
-    (tmp_path / "exp.yaml").write_text("description: x\nblocks: [shared]\nc: 8\n")
+        "c: 5\nd: 5\ne: 5\nprofile_overrides:\n  tiny:\n    d: 6\n    e: 6\n  paper:\n    d: 7\n")
+    (tmp_path / "exp.yaml").write_text(
+        "description: x\nblocks: [shared]\nc: 8\nd: 8\nprofile_overrides:\n  tiny:\n    e: 9\n")
     cfg = load_config("exp", "tiny", root=tmp_path)
-    assert (cfg.c, cfg.d) == (8, 6) and "blocks" not in cfg
+    assert (cfg.c, cfg.d, cfg.e) == (8, 6, 9) and "blocks" not in cfg
     assert load_config("exp", "paper", root=tmp_path).d == 7
     (tmp_path / "exp.yaml").write_text("description: x\nblocks: [missing]\n")
     with pytest.raises(UserError, match="unknown block 'missing'; valid blocks: shared"):

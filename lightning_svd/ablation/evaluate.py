@@ -40,6 +40,19 @@ def real_videos(windows: list[tuple[str, int]], num_frames: int, height: int, wi
         yield torch.stack(batch)
 
 
+def fvd_covariance_note(real: int, generated: int, dims: int) -> str | None:
+    """FVD fits a Gaussian to each side; with no more videos than feature dimensions a covariance is rank-deficient
+    and the distance is biased by the sample count (400-d I3D features need 401+ videos a side). None when both
+    sides have enough."""
+    short = [f"{count} {side}" for side, count in (("real", real), ("generated", generated)) if count <= dims]
+    if not short:
+        return None
+    return (f"FVD compares {' and '.join(short)} videos in {dims}-d features: fewer videos than dimensions give a "
+            "rank-deficient covariance, so FVD is biased by the sample count and comparable only between runs with "
+            f"the same counts; draw more than {dims} a side (ablation.heldout.max_clips x windows_per_clip; "
+            "prompts x ablation.sampling.samples_per_prompt).")
+
+
 class ArmEvaluator:
     """FVD of generated videos against one fixed real set; the real side is featurised once per protocol."""
 
@@ -57,6 +70,9 @@ class ArmEvaluator:
             num_samples=len(self.windows), real_set=hashlib.sha256(names.encode()).hexdigest()[:20])
         self.from_cache = RealStatisticsCache(cache_dir).get_or_compute(
             protocol, self.metric, lambda: real_videos(self.windows, num_frames, height, width))
+
+    def covariance_note(self, generated_per_model: int) -> str | None:
+        return fvd_covariance_note(len(self.windows), generated_per_model, int(self.metric.extractor.num_features))
 
     def fvd(self, videos: np.ndarray) -> dict:
         """`videos`: generated (B, T, H, W, 3) uint8."""

@@ -504,6 +504,9 @@ def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, pan
         shape = plan.shape
         real_change = real_frame_difference(evaluator.windows, shape.num_frames, shape.height, shape.width)
         notes.append(sample_check_note([a.sample_frame_difference for a in arms], real_change, seed))
+        rank_note = evaluator.covariance_note(len(plan.prompts) * int(cfg.ablation.sampling.samples_per_prompt))
+        if rank_note:
+            notes.append(rank_note)
     return notes
 
 
@@ -517,6 +520,10 @@ def run_ablation(cfg, ctx) -> AblationResult:
     if judge is not None:
         ctx.log.info(judge.describe())
     evaluator = build_evaluator(cfg, plan.split, judge, shape)
+    if evaluator is not None:
+        rank_note = evaluator.covariance_note(len(plan.prompts) * int(section.sampling.samples_per_prompt))
+        if rank_note:
+            ctx.log.warning(rank_note)
     train_arms(cfg, ctx, plan, seeds)
     records = {a.name: [evaluate_job(ctx, a.name, seed, evaluator, judge) for seed in seeds] for a in plan.arms}
     samples = {a.name: [np.load(job_dir(ctx, a.name, seed) / SAMPLES) for seed in seeds] for a in plan.arms}

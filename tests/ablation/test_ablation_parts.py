@@ -13,7 +13,7 @@ from PIL import Image
 
 from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
-from lightning_svd.ablation.evaluate import prompt_colour_distances
+from lightning_svd.ablation.evaluate import fvd_covariance_note, prompt_colour_distances
 from lightning_svd.ablation.results import ArmResult, Spread
 from lightning_svd.ablation.summary import honest_notes, sample_check_note, write_plot
 from lightning_svd.config import load_config
@@ -146,6 +146,18 @@ def test_samples_that_follow_their_prompts_sit_nearer_their_own_prompts_clip():
     swapped = following[[1, 0, 3, 2]]
     assert prompt_colour_distances(swapped, clips) == (pytest.approx(100 * 3 ** 0.5), 0.0)
     assert prompt_colour_distances(clips[:1], clips[:1]) == (0.0, None)
+
+
+def test_fvd_warns_when_a_side_has_no_more_videos_than_feature_dimensions():
+    """The paper profile's first draft compared 2,048 samples with 64 real videos in 400-d I3D features."""
+    note = fvd_covariance_note(real=64, generated=2048, dims=400)
+    assert note.startswith("FVD compares 64 real videos in 400-d features") and "rank-deficient" in note
+    assert "generated" not in note.split(":")[0]
+    assert "18 generated" in fvd_covariance_note(real=500, generated=18, dims=64)
+    assert fvd_covariance_note(real=2048, generated=2048, dims=400) is None
+    paper = load_config("ablation_aesthetic", "paper", check_paths=False).ablation
+    real = paper.heldout.max_clips * paper.heldout.windows_per_clip
+    assert fvd_covariance_note(real, paper.prompts.count * paper.sampling.samples_per_prompt, 400) is None
 
 
 def test_arms_smaller_than_a_batch_all_train_with_the_smallest_arms_size():
