@@ -4,7 +4,8 @@
   one source only. A source no clip has is an error, not an arm that silently trains unconditionally.
 - Image init (paper Fig. 3a): the same proxy with spatial layers from an image-pretrained model against random
   spatial layers. The image model is an image-only run of the proxy recipe (SD 2.1's discrete v-prediction) on the
-  subset's frames, or a given checkpoint (the paper profile: SD 2.1 converted to a stage checkpoint).
+  subset's frames, or given weights (the paper profile: SD 2.1 itself, as its ldm checkpoint or diffusers folder, or
+  an image stage trained from it).
 """
 
 import hashlib
@@ -98,8 +99,8 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     if section.checkpoint:
         path = Path(str(section.checkpoint)).expanduser()
         if not path.exists():
-            raise UserError(f"ablation.image_init.checkpoint {path} not found; give an image-stage checkpoint or "
-                            "null to pretrain one")
+            raise UserError(f"ablation.image_init.checkpoint {path} not found; give SD 2.1 (ldm .ckpt/.safetensors or "
+                            "diffusers folder), an image stage's .ckpt or run dir, or null to pretrain one")
         return str(path)
     if section.data not in IMAGE_DATA:
         raise UserError(f"ablation.image_init.data={section.data!r}; choose one of {', '.join(IMAGE_DATA)}")

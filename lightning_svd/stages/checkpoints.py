@@ -4,19 +4,31 @@ Chaining stages changes shapes: image -> video adds temporal layers, text -> ima
 input (noisy + conditioning latent) and the vector conditioning. `load_init_weights` copies every tensor
 that fits, copies the overlapping block of a tensor that grew (new input channels and vector columns start at
 zero, so the new conditioning starts switched off) and leaves new layers as initialised. The earlier stage's
-EMA weights are used where it kept them. A stage can also start from released weights: an official single file
-(`.safetensors` with `model.diffusion_model.*` and `first_stage_model.*`, e.g. the SVD release) seeds its UNet
-and autoencoder.
+EMA weights are used where it kept them.
+
+A stage can also start from released weights, told apart from a stage checkpoint by their keys: an official
+single file (sgm `.safetensors`, e.g. the SVD release) or an SD 2.1 ldm checkpoint (`.ckpt`, or the same as
+`.safetensors`) seeds its UNet from `model.diffusion_model.*` and its autoencoder from `first_stage_model.*`; a
+diffusers folder (a pipeline with `unet/` and `vae/`, or one model's folder) seeds them the same way. Text
+towers are not taken from released weights: `train.open_clip.weights` loads them.
 """
 
+import json
 from pathlib import Path
 
 import torch
 
 from lightning_svd.errors import UserError
-from lightning_svd.models.state_dict_io import read_state_dict
+from lightning_svd.models.autoencoder_checkpoints import DIFFUSERS_CLASSES as DIFFUSERS_AUTOENCODERS
+from lightning_svd.models.autoencoder_checkpoints import read_autoencoder_weights
+from lightning_svd.models.state_dict_io import CheckpointError, read_state_dict
+from lightning_svd.models.unet_checkpoints import read_diffusers_unet
+from lightning_svd.models.unet_diffusers import IMAGE_CLASS, VIDEO_CLASS
 
-OFFICIAL_MODELS = {"model.diffusion_model.": ("unet.", "denoiser.network."), "first_stage_model.": ("autoencoder.",)}
+# Released names -> the names a stage gives the same module (the UNet is also reachable as denoiser.network).
+RELEASED_MODELS = {"model.diffusion_model.": ("unet.", "denoiser.network."), "first_stage_model.": ("autoencoder.",)}
+INIT_SOURCES = ("init_from takes a stage's .ckpt or run dir, released weights (an SD 2.1 ldm .ckpt/.safetensors or "
+                "an official SVD .safetensors) or a diffusers folder")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -33,7 +45,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    return torch.load(resolve_checkpoint(path), map_location="cpu", weights_only=False)
+    """A torch checkpoint with a `state_dict` (a stage's, or an ldm one), as saved."""
+    resolved = resolve_checkpoint(path)
+    try:
+        checkpoint = torch.load(resolved, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several unrelated types for foreign files
+        reason = f"{type(error).__name__}: {next(iter(str(error).splitlines()), '')}"
+        raise UserError(f"cannot read {resolved} as a torch checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"{resolved} holds no 'state_dict': expected a stage checkpoint or an ldm checkpoint")
+    return checkpoint
+
+
+def is_stage_checkpoint(checkpoint: dict) -> bool:
+    """Saved by a stage (its class and settings are in the file), not released weights."""
+    return "stage" in checkpoint.get("hyper_parameters", {})
 
 
 def averaged_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
@@ -60,6 +86,9 @@ def load_stage(path: str | Path, map_location: str = "cpu"):
     from lightning_svd.stages import STAGES
 
     checkpoint = read_checkpoint(path)
+    if not is_stage_checkpoint(checkpoint):
+        raise UserError(f"{resolve_checkpoint(path)} is not a stage checkpoint (it names no stage); released weights "
+                        "such as SD 2.1 seed a stage through init_from=, and that stage's run is what loads here")
     name = checkpoint["hyper_parameters"]["stage"]["name"]
     stage = STAGES[name](**checkpoint["hyper_parameters"])
     stage.load_state_dict(checkpoint["state_dict"])
@@ -75,36 +104,88 @@ def _source_key(key: str, source: dict) -> str | None:
     return plain if plain in source else None
 
 
-def is_official_file(path: str | Path) -> bool:
-    """A released single file (safetensors) rather than a stage checkpoint (.ckpt or run dir)."""
-    return Path(path).expanduser().suffix == ".safetensors"
-
-
-def official_stage_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The UNet and autoencoder tensors of an official single file, under the names a stage gives them."""
+def released_stage_weights(tensors: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+    """The UNet and autoencoder tensors of released weights (sgm/ldm names), under the names a stage gives them."""
     weights = {}
-    for key, tensor in read_state_dict(Path(path).expanduser()).items():
-        for prefix, stage_prefixes in OFFICIAL_MODELS.items():
+    for key, tensor in tensors.items():
+        for prefix, stage_prefixes in RELEASED_MODELS.items():
             if key.startswith(prefix):
                 weights.update({p + key[len(prefix) :]: tensor for p in stage_prefixes})
     if not weights:
-        raise UserError(f"{path} holds neither 'model.diffusion_model.*' nor 'first_stage_model.*' tensors; "
-                        "init_from takes a stage checkpoint, a training run dir or an official single file")
+        raise UserError(f"{source} holds neither 'model.diffusion_model.*' nor 'first_stage_model.*' tensors (nor is "
+                        f"it a stage checkpoint); {INIT_SOURCES}")
     return weights
+
+
+def diffusers_models(folder: Path) -> dict[str, Path]:
+    """The UNet and autoencoder folders of a diffusers pipeline (`unet/`, `vae/`) or of one model's folder, by the
+    class each config.json names."""
+    found = {}
+    for candidate in (folder, folder / "unet", folder / "vae"):
+        config = candidate / "config.json"
+        if not config.is_file():
+            continue
+        try:
+            class_name = json.loads(config.read_text()).get("_class_name")
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise UserError(f"{config} is not a diffusers config ({error})") from None
+        if class_name in (IMAGE_CLASS, VIDEO_CLASS):
+            found.setdefault("unet", candidate)
+        elif class_name in DIFFUSERS_AUTOENCODERS:
+            found.setdefault("autoencoder", candidate)
+    return found
+
+
+def diffusers_stage_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The UNet and autoencoder of a diffusers folder, renamed to the released names, then to the stage's."""
+    models = diffusers_models(folder)
+    if not models:
+        raise UserError(f"{folder} is neither a run dir (no checkpoints/last.ckpt) nor a diffusers folder (no "
+                        f"config.json of a UNet or autoencoder in it, unet/ or vae/); {INIT_SOURCES}")
+    tensors = {}
+    if "unet" in models:
+        tensors.update({"model.diffusion_model." + k: v for k, v in read_diffusers_unet(models["unet"])[1].items()})
+    if "autoencoder" in models:
+        released = read_autoencoder_weights(models["autoencoder"])[0]
+        tensors.update({"first_stage_model." + k: v for k, v in released.items()})
+    return released_stage_weights(tensors, folder)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "checkpoints" / "last.ckpt").is_file()
+
+
+def init_source_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """What `init_from` names, under the stage's names: a stage's weights (its EMA where kept), or the UNet and
+    autoencoder of released weights, whose layout is told from the file's keys (or the folder's configs)."""
+    path = Path(path).expanduser()
+    try:
+        if path.is_dir() and not is_run_dir(path):
+            return diffusers_stage_weights(path)
+        if path.suffix == ".safetensors":
+            return released_stage_weights(read_state_dict(path), path)
+        checkpoint = read_checkpoint(path)
+        if is_stage_checkpoint(checkpoint):
+            return averaged_state_dict(checkpoint)
+        return released_stage_weights(checkpoint["state_dict"], resolve_checkpoint(path))
+    except CheckpointError as error:
+        raise UserError(f"init_from {path}: {' '.join(str(error).split())}") from None
 
 
 def stored_motion_buckets(path: str | Path) -> dict | None:
     """The motion-bucket map a stage checkpoint was trained with (None for released weights)."""
-    if is_official_file(path):
+    path = Path(path).expanduser()
+    if path.suffix == ".safetensors" or (path.is_dir() and not is_run_dir(path)):
         return None
-    return read_checkpoint(path)["hyper_parameters"].get("motion_buckets")
+    checkpoint = read_checkpoint(path)
+    return checkpoint["hyper_parameters"].get("motion_buckets") if is_stage_checkpoint(checkpoint) else None
 
 
 @torch.no_grad()
 def load_init_weights(stage: torch.nn.Module, path: str | Path) -> dict[str, int]:
-    """Seed `stage` from another stage's checkpoint or an official single file; returns counts of copied / grown /
-    new / dropped tensors."""
-    source = official_stage_weights(path) if is_official_file(path) else averaged_state_dict(read_checkpoint(path))
+    """Seed `stage` from another stage's checkpoint or released weights (`init_source_weights`); returns counts of
+    copied / grown / new / dropped tensors."""
+    source = init_source_weights(path)
     target = stage.state_dict()
     counts = {"copied": 0, "grown": 0, "new": 0, "dropped": 0}
     used = set()
