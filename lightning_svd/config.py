@@ -79,7 +79,7 @@ def load_config(
         apply_override(cfg, override)
     check_resolves(cfg)
     if check_paths and profile == "paper":
-        check_required_paths(cfg)
+        check_required_paths(cfg, root)
     return cfg
 
 
@@ -219,23 +219,46 @@ def trainer_arguments() -> set[str]:
     return {name for name in inspect.signature(Trainer.__init__).parameters if name != "self"}
 
 
-def check_required_paths(cfg: DictConfig) -> None:
-    """In the paper profile every weight or data path an experiment reads must exist; report all at once.
+def required_paths(cfg: DictConfig, root: Path = EXPERIMENTS_DIR) -> list[tuple[str, object, str | None]]:
+    """`(key, value, where)` for every path `requires_paths` asks for now; `where` is None for the config's own keys,
+    else the key of the override list that sets them.
 
-    An entry is a key, or `{path: KEY, when: FLAG}` for a path needed only while the key FLAG is true.
+    An entry is a key; `{path: KEY, when: FLAG}`, a path needed only while the key FLAG is true; or `{experiment: KEY,
+    overrides: LIST, unless: FLAG}`, the paths of the experiment named at KEY composed with the overrides at LIST
+    (a config this one runs, e.g. an ablation's curation), skipped while FLAG is set (e.g. a given clip table). A key
+    the outer config requires itself is checked there only (the ablation hands its data to its curation).
     """
-    problems = []
+    found, nested = [], []
     for entry in cfg.get("requires_paths", []):
-        key = entry if isinstance(entry, str) else entry.path
-        if not isinstance(entry, str) and not OmegaConf.select(cfg, entry.when, default=False):
+        if not isinstance(entry, str) and "experiment" in entry:
+            nested.append(entry)
+        elif isinstance(entry, str) or OmegaConf.select(cfg, entry.when, default=False):
+            key = entry if isinstance(entry, str) else entry.path
+            found.append((key, OmegaConf.select(cfg, key, throw_on_missing=False, default=None), None))
+    own = {key for key, _, _ in found}
+    for entry in nested:
+        if OmegaConf.select(cfg, entry.unless, default=None):
             continue
-        value = OmegaConf.select(cfg, key, throw_on_missing=False, default=None)
+        inner = load_config(str(OmegaConf.select(cfg, entry.experiment)), cfg.profile,
+                            list(OmegaConf.select(cfg, entry.overrides)), root, check_paths=False)
+        found += [(key, value, entry.overrides) for key, value, _ in required_paths(inner, root) if key not in own]
+    return found
+
+
+def check_required_paths(cfg: DictConfig, root: Path = EXPERIMENTS_DIR) -> None:
+    """In the paper profile every weight or data path an experiment reads must exist; report all at once."""
+    problems, lists = [], []
+    for key, value, where in required_paths(cfg, root):
+        name = key if where is None else f"{where}: {key}"
+        if where is not None and where not in lists:
+            lists.append(where)
         if value in (None, "", "???"):
-            problems.append(f"{key} (not set)")
+            problems.append(f"{name} (not set)")
         elif not Path(str(value)).expanduser().exists():
-            problems.append(f"{key}={value} (not found)")
+            problems.append(f"{name}={value} (not found)")
     if problems:
+        how = "".join(f", those under {where} as {where}=[KEY=PATH, ...]" for where in lists)
         raise UserError(
             f"profile=paper needs real weights and data; missing {len(problems)}: {'; '.join(problems)}"
-            " — set each with KEY=PATH"
+            f" — set each with KEY=PATH{how}"
         )

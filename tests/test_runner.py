@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from lightning_svd.cli import main
-from lightning_svd.config import EXPERIMENTS_DIR, list_experiments, load_config
+from lightning_svd.config import EXPERIMENTS_DIR, list_experiments, load_config, required_paths
 from lightning_svd.errors import UserError
 from lightning_svd.tasks import TASKS, get_task
 
@@ -27,14 +27,25 @@ def run_cli(capsys, *args):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 @pytest.mark.parametrize("profile", ["tiny", "paper"])
 def test_every_experiment_resolves_in_both_profiles(experiment, profile, tmp_path):
-    """In the paper profile every required path is given a dummy file, as a user with real weights would."""
+    """In the paper profile every required path is reported missing in one message, then given a dummy file, as a
+    user with real weights would (those of a config the experiment runs, e.g. an ablation's curation, through the
+    override list that sets them)."""
     cfg = load_config(experiment, profile, check_paths=False)
-    overrides = []
-    for entry in cfg.requires_paths:
-        key = entry if isinstance(entry, str) else entry.path
+    required = required_paths(cfg) if profile == "paper" else []
+    if required:
+        with pytest.raises(UserError) as error:
+            load_config(experiment, profile)
+        message = str(error.value)
+        assert f"missing {len(required)}:" in message and all(key in message for key, _, _ in required)
+    overrides, nested = [], {}
+    for key, _, where in required:
         dummy = tmp_path / key.replace(".", "_")
         dummy.write_text("dummy")
-        overrides.append(f"{key}={dummy}")
+        if where is None:
+            overrides.append(f"{key}={dummy}")
+        else:
+            nested.setdefault(where, []).append(f"{key}={dummy}")
+    overrides += [f"{where}=[{', '.join(items)}]" for where, items in nested.items()]
     cfg = load_config(experiment, profile, overrides)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["experiment"] == experiment and resolved["profile"] == profile

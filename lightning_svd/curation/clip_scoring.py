@@ -1,11 +1,12 @@
 """CLIP scores through open_clip (SVD §3.1, App. C): caption similarity and the LAION aesthetic head.
 
 One CLIP model embeds each clip's first, middle and last frames once; the embeddings feed both the caption
-similarity (cosine between image and caption embeddings, mean over the three frames) and, when chosen, the LAION
-aesthetic head. Weights load from local files only: `weights=None` builds the model with random weights, and
-`describe()` (stored in the table beside each score) says so.
+similarity (cosine between image and caption embeddings, mean over the three frames, for every caption the clip has)
+and, when chosen, the LAION aesthetic head. Weights load from local files only: `weights=None` builds the model with
+random weights, and `describe()` (stored in the table beside each score) says so.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,21 @@ def caption_similarity(image_embeddings: torch.Tensor, text_embeddings: torch.Te
 
     `image_embeddings` is `(clips, frames, dim)`, `text_embeddings` `(clips, dim)`, both L2-normalised."""
     return torch.einsum("cfd,cd->cf", image_embeddings, text_embeddings).mean(dim=1).tolist()
+
+
+def caption_scores(image_embeddings: torch.Tensor, captions: list[dict[str, str]],
+                   encode_texts: Callable[[list[str]], torch.Tensor]) -> list[dict[str, float]]:
+    """The similarity of every caption of every clip to that clip's frames, `{caption column: score}` per clip.
+
+    `captions[i]` holds clip i's captions by column; all texts are embedded in one batch."""
+    pairs = [(i, column) for i, texts in enumerate(captions) for column in texts]
+    scores: list[dict[str, float]] = [{} for _ in captions]
+    if pairs:
+        texts = encode_texts([captions[i][column] for i, column in pairs])
+        values = caption_similarity(image_embeddings[[i for i, _ in pairs]], texts)
+        for (i, column), value in zip(pairs, values, strict=True):
+            scores[i][column] = value
+    return scores
 
 
 class AestheticMlp(nn.Module):

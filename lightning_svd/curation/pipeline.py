@@ -6,6 +6,7 @@ frame, for the cuts and the Farneback flow) and once for the few full-size frame
 middle and last frame of every clip for OCR, aesthetics, CLIP and CoCa; VideoBLIP's and RAFT's frames when on).
 """
 
+import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,8 +21,11 @@ from .cuts import CutCascade
 from .motion import build_flow
 from .ocr import build_ocr
 from .split import SPLITTERS
-from .table import SCORE_COLUMNS, config_hash, empty_row
+from .table import CAPTION_COLUMNS, CLIP_SOURCE_COLUMNS, SCORE_COLUMNS, config_hash, empty_row
 from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_video, scaled_size
+
+# How a clip's per-caption CLIP similarities become its clip_score (`curation.clip.combine`; the paper does not say)
+CLIP_COMBINATIONS = {"mean": statistics.fmean, "max": max}
 
 
 def uses_torch(cfg: dict) -> bool:
@@ -79,6 +83,14 @@ class VideoCurator:
         if self.split_mode not in ("none", *SPLITTERS):
             raise ValueError(f"curation.split.mode must be none, copy or reencode, got {self.split_mode!r}")
         self.split_dir = Path(cfg["split"]["dir"]) if cfg["split"].get("dir") else None
+        self.caption_columns = list(cfg["clip"]["caption_columns"])
+        unknown = [column for column in self.caption_columns if column not in CAPTION_COLUMNS]
+        if unknown:
+            raise ValueError(f"curation.clip.caption_columns: unknown {unknown}; valid: {list(CAPTION_COLUMNS)}")
+        self.clip_combine = cfg["clip"]["combine"]
+        if self.clip_combine not in CLIP_COMBINATIONS:
+            raise ValueError(f"curation.clip.combine must be one of {', '.join(CLIP_COMBINATIONS)}, "
+                             f"got {self.clip_combine!r}")
         self._clip_encoder = None
         self._laion = None
         self.stage_hashes = {
@@ -186,10 +198,9 @@ class VideoCurator:
         rows = [self._base_row(info, span) for span in spans]
         with _Timer(seconds, "captions"):
             self.captioners.fill(rows, spans, full, video_path, info.fps)
-            caption_sources = [next((c for c in self.cfg["clip"]["caption_columns"] if row.get(c)), None)
-                               for row in rows]
-            for row, source in zip(rows, caption_sources):
-                row["caption"] = row[source] if source else None
+            captions = [{c: row[c] for c in self.caption_columns if row.get(c)} for row in rows]
+            for row, texts in zip(rows, captions):
+                row["caption"] = next(iter(texts.values()), None)
         with _Timer(seconds, "flow"):
             if self.flow is not None:
                 source = full if self.flow.full_resolution else frames
@@ -209,7 +220,7 @@ class VideoCurator:
                                                                 masks if self.classic_excludes_text else None)
         with _Timer(seconds, "clip"):
             if self.clip_enabled:
-                self._clip_scores(rows, key_frames)
+                self._clip_scores(rows, key_frames, captions)
         with _Timer(seconds, "split"):
             if self.split_mode != "none":
                 self._split(info, spans, rows)
@@ -218,12 +229,15 @@ class VideoCurator:
                 if row.get(score) is not None:
                     row[f"{score}_config"] = self.stage_hashes[score]
         models = self.describe_models()
-        for row, source in zip(rows, caption_sources):
+        for row, texts in zip(rows, captions):
             for score, text in models.items():
                 if row.get(score) is not None:
                     row[f"{score}_model"] = text
-            if row.get("clip_score") is not None and "random weights" in (row.get(f"{source}_model") or ""):
-                row["clip_score_model"] += f"; scored against {source} from random weights"
+            if row.get("clip_score") is not None:
+                row["clip_score_model"] += f"; {self.clip_combine} over {', '.join(texts)}"
+                from_random = [c for c in texts if "random weights" in (row.get(f"{c}_model") or "")]
+                if from_random:
+                    row["clip_score_model"] += f"; {', '.join(from_random)} from random weights"
         return VideoResult(video_path, rows, cut_records, seconds)
 
     def source_name(self, video_path: str) -> str:
@@ -246,7 +260,8 @@ class VideoCurator:
                 wanted.update(self.flow.frames_needed(span.start_frame, span.end_frame, info.fps))
         return decode_at(info, sorted(wanted))
 
-    def _clip_scores(self, rows: list[dict], key_frames: list[list[np.ndarray]]) -> None:
+    def _clip_scores(self, rows: list[dict], key_frames: list[list[np.ndarray]],
+                     captions: list[dict[str, str]]) -> None:
         encoder = self.clip_encoder()
         images = encoder.encode_images([f for frames in key_frames for f in frames])
         images = images.reshape(len(rows), -1, images.shape[-1])
@@ -254,13 +269,13 @@ class VideoCurator:
             for row, value in zip(rows, self.laion().scores(images)):
                 row["aesthetic_score"] = value
         if self.cfg["clip"]["enabled"]:
-            from .clip_scoring import caption_similarity
+            from .clip_scoring import caption_scores
 
-            captioned = [i for i, row in enumerate(rows) if row["caption"]]
-            if captioned:
-                texts = encoder.encode_texts([rows[i]["caption"] for i in captioned])
-                for i, value in zip(captioned, caption_similarity(images[captioned], texts)):
-                    rows[i]["clip_score"] = value
+            for row, scores in zip(rows, caption_scores(images, captions, encoder.encode_texts)):
+                for column, value in scores.items():
+                    row[CLIP_SOURCE_COLUMNS[column]] = value
+                if scores:
+                    row["clip_score"] = CLIP_COMBINATIONS[self.clip_combine](list(scores.values()))
 
     def _split(self, info, spans: list[ClipSpan], rows: list[dict]) -> None:
         if self.split_dir is None:

@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 
 SCORE_COLUMNS = ("clip_score", "aesthetic_score", "ocr_area", "flow_score")
 CAPTION_COLUMNS = ("caption_coca", "caption_vblip", "caption_llm", "caption_sidecar")
+# clip_score against each caption alone (clip_score combines them), so another combination needs no new CLIP pass
+CLIP_SOURCE_COLUMNS = {caption: f"clip_score_{caption.removeprefix('caption_')}" for caption in CAPTION_COLUMNS}
 
 SCHEMA = pa.schema([
     ("clip_id", pa.string()),
@@ -38,6 +40,7 @@ SCHEMA = pa.schema([
     *[(name, pa.string()) for name in CAPTION_COLUMNS],
     ("caption", pa.string()),
     *[(name, pa.float64()) for name in SCORE_COLUMNS],
+    *[(name, pa.float64()) for name in CLIP_SOURCE_COLUMNS.values()],
     ("status", pa.string()),
     ("error", pa.string()),
     *[(f"{name}_config", pa.string()) for name in SCORE_COLUMNS],
@@ -47,8 +50,10 @@ SCHEMA = pa.schema([
 ])
 
 COLUMN_NOTES = {
-    "caption": "the caption clip_score was computed against (first non-null of curation.clip.caption_columns)",
-    "clip_score": "cosine similarity of CLIP image and caption embeddings, mean over first/middle/last frames",
+    "caption": "the clip's first caption in curation.clip.caption_columns order (clip_score uses all of them)",
+    "clip_score": "cosine similarity of CLIP image and caption embeddings, mean over first/middle/last frames, "
+                  "combined over every caption in curation.clip.caption_columns (how: clip_score_model)",
+    "clip_score_<source>": "the same similarity against that one caption (null where the clip lacks it)",
     "aesthetic_score": "see aesthetic_score_model: classic quality 0..10 or the LAION predictor (about 1..10)",
     "ocr_area": "fraction of the frame covered by detected text boxes, aggregated over first/middle/last frames",
     "flow_score": "mean optical-flow magnitude; units in flow_score_model",

@@ -138,6 +138,22 @@ def test_paper_proxies_need_the_image_model_they_start_from():
     ablation.check(cfg)
 
 
+def test_a_paper_ablation_asks_for_its_curations_weights_up_front_unless_given_a_clip_table(tmp_path):
+    """The ablation curates with the paper's curation (three captioners, CLIP, LAION): their paths come in the same
+    message as the ablation's own, under the override list that sets them; a curated table needs none of them."""
+    with pytest.raises(UserError) as error:
+        load_config("ablation_clip", "paper")
+    message = str(error.value)
+    curation_keys = ["curation.clip.weights", "curation.aesthetic.laion.weights", "curation.captions.coca.weights",
+                     "curation.captions.vblip.model", "curation.captions.llm.model"]
+    assert all(f"ablation.curation_overrides: {key} (not set)" in message for key in curation_keys)
+    assert message.count("data.source") == 1 and "ablation.prompts.file (not set)" in message
+    assert "ablation.curation_overrides=[KEY=PATH, ...]" in message and "\n" not in message
+    with pytest.raises(UserError) as error:
+        load_config("ablation_clip", "paper", [f"ablation.clip_table={tmp_path}"])
+    assert "curation" not in str(error.value) and "missing 4:" in str(error.value)
+
+
 def test_samples_that_follow_their_prompts_sit_nearer_their_own_prompts_clip():
     clips = np.zeros((2, 4, 2, 2, 3), np.uint8)
     clips[1] = 100

@@ -7,7 +7,13 @@ import pytest
 import torch
 from curation_media import textured
 
-from lightning_svd.curation.clip_scoring import AestheticMlp, ClipEncoder, LaionAesthetic, caption_similarity
+from lightning_svd.curation.clip_scoring import (
+    AestheticMlp,
+    ClipEncoder,
+    LaionAesthetic,
+    caption_scores,
+    caption_similarity,
+)
 from lightning_svd.curation.pipeline import VideoCurator
 
 TINY = {"embed_dim": 32,
@@ -55,6 +61,23 @@ def test_caption_similarity_is_the_mean_cosine_over_frames():
     assert values[1] == pytest.approx(float(other @ text[1]) / 3, abs=1e-6)
 
 
+def test_every_caption_is_scored_as_it_would_be_alone(tiny_config):
+    """One text batch for all captions gives each caption the score it gets alone (a one-caption clip keeps the
+    value it had when only the first caption was scored)."""
+    torch.manual_seed(4)
+    encoder = ClipEncoder("curation-tiny-clip", config_file=tiny_config)
+    images = encoder.encode_images([textured(48, 64, seed) for seed in range(6)]).reshape(2, 3, -1)
+    captions = [{"caption_sidecar": "a red circle"},
+                {"caption_coca": "three blue squares", "caption_vblip": "a square moves left"}]
+    scores = caption_scores(images, captions, encoder.encode_texts)
+    assert [list(s) for s in scores] == [["caption_sidecar"], ["caption_coca", "caption_vblip"]]
+    for i, texts in enumerate(captions):
+        for column, text in texts.items():
+            alone = caption_similarity(images[i:i + 1], encoder.encode_texts([text]))[0]
+            assert scores[i][column] == pytest.approx(alone, abs=1e-6)
+    assert caption_scores(images, [{}, {}], encoder.encode_texts) == [{}, {}]
+
+
 def test_laion_head_has_the_released_layout_and_loads_it(tmp_path):
     head = AestheticMlp(768).eval()
     expected = {f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")}
@@ -82,6 +105,7 @@ def test_pipeline_fills_clip_and_laion_scores_and_labels_random_weights(small_co
     assert all("random" in r["clip_score_model"] and "laion" in r["aesthetic_score_model"] for r in rows)
     assert all(r["ocr_area"] is None and r["ocr_area_model"] is None for r in rows)
     assert rows[0]["caption"] == rows[0]["caption_sidecar"]
+    assert all(r["clip_score"] == r["clip_score_sidecar"] and r["clip_score_coca"] is None for r in rows)
 
 
 TINY_COCA = {"embed_dim": 32,
@@ -129,3 +153,27 @@ def test_coca_captions_middle_frames_greedily_and_needs_weights(small_corpus, cf
     cfg_copy["captions"]["coca"]["weights"] = None
     with pytest.raises(ValueError, match="coca.weights"):
         VideoCurator(cfg_copy)
+
+
+@pytest.mark.parametrize("combine", ["mean", "max"])
+def test_clip_score_combines_every_caption_a_clip_has(small_corpus, cfg_copy, tiny_config, tiny_coca, combine):
+    """Sidecar and CoCa captions: each scored alone in clip_score_<source>, clip_score their mean (or max), the
+    combination in clip_score_model and in the stage's config hash."""
+    config, weights = tiny_coca
+    cfg_copy["captions"]["coca"].update(enabled=True, model="curation-tiny-coca", weights=weights,
+                                        config_file=config, max_tokens=6)
+    cfg_copy["clip"].update(enabled=True, model="curation-tiny-clip", config_file=tiny_config, combine=combine)
+    cfg_copy["ocr"]["backend"] = "none"
+    torch.manual_seed(5)
+    curator = VideoCurator(cfg_copy)
+    rows = curator.curate(str(sorted((small_corpus / "videos").glob("*.mp4"))[0])).rows
+    assert rows and all(r["caption_sidecar"] and r["caption_coca"] for r in rows)
+    for row in rows:
+        pair = [row["clip_score_coca"], row["clip_score_sidecar"]]
+        expected = max(pair) if combine == "max" else sum(pair) / 2
+        assert row["clip_score"] == pytest.approx(expected) and pair[0] != pair[1]
+        assert f"; {combine} over caption_coca, caption_sidecar" in row["clip_score_model"]
+    other = dict(cfg_copy, clip={**cfg_copy["clip"], "combine": "max" if combine == "mean" else "mean"})
+    assert VideoCurator(other).stage_hashes["clip_score"] != curator.stage_hashes["clip_score"]
+    with pytest.raises(ValueError, match="curation.clip.combine must be one of mean, max"):
+        VideoCurator(dict(cfg_copy, clip={**cfg_copy["clip"], "combine": "median"}))

@@ -134,6 +134,20 @@ def test_a_missing_source_folder_is_a_user_error(tmp_path):
         curate(tmp_path / "run", f"data.source={tmp_path / 'nowhere'}")
 
 
+PAPER_PATHS = ["data.source", "curation.clip.weights", "curation.aesthetic.laion.weights",
+               "curation.captions.coca.weights", "curation.captions.vblip.model", "curation.captions.llm.model"]
+
+
+def test_paper_curation_runs_the_three_captioners_and_asks_for_every_path_in_one_message():
+    cfg = load_config("curate", "paper", check_paths=False)
+    assert all(cfg.curation.captions[name].enabled for name in ("coca", "vblip", "llm"))
+    with pytest.raises(UserError) as error:
+        load_config("curate", "paper")
+    message = str(error.value)
+    assert f"missing {len(PAPER_PATHS)}:" in message and "\n" not in message
+    assert all(f"{key} (not set)" in message for key in PAPER_PATHS)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_the_ray_engine_writes_the_same_table_as_the_local_engine(reference_run, corpus_source, tmp_path):
     results = curate(tmp_path / "ray", f"data.source={corpus_source}", "curation.shard_size=1", "curation.engine=ray",
