@@ -326,9 +326,9 @@ def check(cfg) -> None:
     image_model_needed = section.criterion in ("image_init", STAGE3) or section.image_init.every_arm
     if image_model_needed and not section.image_init.checkpoint:
         if cfg.profile == "paper":
-            raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (an "
-                            "image-stage checkpoint), or set ablation.image_init.every_arm=false to train them from "
-                            "random weights")
+            raise UserError("the paper's proxies start from SD 2.1: give ablation.image_init.checkpoint (SD 2.1 "
+                            "as an ldm .ckpt / .safetensors or a diffusers folder, or an image stage's run dir), "
+                            "or set ablation.image_init.every_arm=false to train them from random weights")
         proxy_recipe(cfg, image=True)
 
 
