@@ -12,6 +12,9 @@ import pyarrow.parquet as pq
 
 from lightning_svd.synthetic import corpus_videos, load_truth
 
+# What the motion-bucket map of a model trained on this table was calibrated on (see MotionBuckets.flow_method)
+GROUND_TRUTH_FLOW = "synthetic ground truth: the scene's planted pan speed, px per frame at the corpus size"
+
 
 def corpus_clip_rows(root: str | Path) -> list[dict]:
     rows = []
@@ -32,6 +35,7 @@ def corpus_clip_rows(root: str | Path) -> list[dict]:
                 "caption_vblip": None,
                 "caption_llm": None,
                 "flow_score": 0.0 if scene["motion"] == "static" else float(scene["speed"]),
+                "flow_score_model": GROUND_TRUTH_FLOW,
                 "camera_motion": scene["motion"],
                 "status": "ok",
                 "error": None,

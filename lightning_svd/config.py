@@ -223,16 +223,17 @@ def required_paths(cfg: DictConfig, root: Path = EXPERIMENTS_DIR) -> list[tuple[
     """`(key, value, where)` for every path `requires_paths` asks for now; `where` is None for the config's own keys,
     else the key of the override list that sets them.
 
-    An entry is a key; `{path: KEY, when: FLAG}`, a path needed only while the key FLAG is true; or `{experiment: KEY,
-    overrides: LIST, unless: FLAG}`, the paths of the experiment named at KEY composed with the overrides at LIST
-    (a config this one runs, e.g. an ablation's curation), skipped while FLAG is set (e.g. a given clip table). A key
-    the outer config requires itself is checked there only (the ablation hands its data to its curation).
+    An entry is a key; `{path: KEY, when: CONDITION}`, a path needed only while CONDITION holds (a key that is true,
+    or `KEY=VALUE`, e.g. `curation.flow.backend=raft`); or `{experiment: KEY, overrides: LIST, unless: FLAG}`, the
+    paths of the experiment named at KEY composed with the overrides at LIST (a config this one runs, e.g. an
+    ablation's curation), skipped while FLAG is set (e.g. a given clip table). A key the outer config requires itself
+    is checked there only (the ablation hands its data to its curation).
     """
     found, nested = [], []
     for entry in cfg.get("requires_paths", []):
         if not isinstance(entry, str) and "experiment" in entry:
             nested.append(entry)
-        elif isinstance(entry, str) or OmegaConf.select(cfg, entry.when, default=False):
+        elif isinstance(entry, str) or condition_holds(cfg, str(entry.when)):
             key = entry if isinstance(entry, str) else entry.path
             found.append((key, OmegaConf.select(cfg, key, throw_on_missing=False, default=None), None))
     own = {key for key, _, _ in found}
@@ -243,6 +244,13 @@ def required_paths(cfg: DictConfig, root: Path = EXPERIMENTS_DIR) -> list[tuple[
                             list(OmegaConf.select(cfg, entry.overrides)), root, check_paths=False)
         found += [(key, value, entry.overrides) for key, value, _ in required_paths(inner, root) if key not in own]
     return found
+
+
+def condition_holds(cfg: DictConfig, condition: str) -> bool:
+    """`KEY` (its value is true) or `KEY=VALUE` (its value, as text, is VALUE)."""
+    key, sep, expected = condition.partition("=")
+    value = OmegaConf.select(cfg, key.strip(), default=None)
+    return str(value) == expected.strip() if sep else bool(value)
 
 
 def check_required_paths(cfg: DictConfig, root: Path = EXPERIMENTS_DIR) -> None:

@@ -61,13 +61,31 @@ def clip_table(cfg, ctx) -> Path:
     return write_corpus_clip_table(root, Path(ctx.run_dir) / "clip_table.parquet")
 
 
-def motion_buckets(cfg, table: Path) -> MotionBuckets:
-    """Keep the buckets of the stage we start from (their meaning is part of that model), else calibrate."""
+def table_flow_source(rows: list[dict]) -> tuple[str | None, str | None]:
+    """What produced a table's flow_score: its distinct `flow_score_model` and `flow_score_config` values."""
+    scored = [row for row in rows if row.get("flow_score") is not None]
+
+    def distinct(column: str) -> str | None:
+        return " | ".join(sorted({str(row[column]) for row in scored if row.get(column)})) or None
+
+    return distinct("flow_score_model"), distinct("flow_score_config")
+
+
+def motion_buckets(cfg, table: Path, log) -> MotionBuckets:
+    """Keep the buckets of the stage we start from (their meaning is part of that model), else calibrate. A kept map
+    calibrated on another flow method than this table's maps other units: say so, once."""
+    rows = read_clip_table(table)
+    method, config = table_flow_source(rows)
     if cfg.init_from:
         stored = stored_motion_buckets(cfg.init_from)
         if stored:
-            return MotionBuckets.from_dict(stored)
-    return MotionBuckets.calibrate([row.get("flow_score") for row in read_clip_table(table)])
+            buckets = MotionBuckets.from_dict(stored)
+            if buckets.flow_method != method:
+                log.warning(f"the motion_bucket_id map of init_from was calibrated on flow_score from "
+                            f"{buckets.flow_method or 'an unrecorded method'}, this table's comes from "
+                            f"{method or 'an unrecorded method'}: its bucket ids do not mean the same motion here")
+            return buckets
+    return MotionBuckets.calibrate([row.get("flow_score") for row in rows], flow_method=method, flow_config=config)
 
 
 def build_datamodule(cfg, table: Path, buckets: MotionBuckets):
@@ -164,7 +182,7 @@ def train(cfg, ctx, callbacks=()) -> dict:
     check_strategy(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     table = clip_table(cfg, ctx)
-    buckets = motion_buckets(cfg, table)
+    buckets = motion_buckets(cfg, table, ctx.log)
     stage = build_stage(cfg, buckets)
     last = last_checkpoint(ctx.run_dir)
     resume_from = str(last) if cfg.resume and last.is_file() else None
@@ -198,6 +216,7 @@ def train(cfg, ctx, callbacks=()) -> dict:
         results.update(stage.export(Path(ctx.run_dir)))
     if trainer.is_global_zero:
         rows = "\n".join(f"| {k} | {v} |" for k, v in results.items() if k != "motion_buckets")
+        rows += f"\n| motion_buckets calibrated on | {buckets.flow_method or 'unrecorded flow_score'} |"
         ctx.write_results(results, f"# Training: {cfg.experiment} ({cfg.train.name})\n\n| key | value |\n"
                                    f"|---|---|\n{rows}\n")
         ctx.log.info(f"{results['steps']} steps, final loss {results['final_loss']}, "

@@ -1,17 +1,28 @@
 """Motion score = mean optical-flow magnitude over a clip (SVD §3.1, App. C).
 
-Farneback (OpenCV) at 2 fps on frames downscaled to 16 px on the short side is the paper's pretraining-data
-setting; the score is in pixels of that small map per sampling step (1/fps s), so it does not depend on the source
-resolution. RAFT (torchvision) at a chosen resolution is the paper's high-quality-set alternative; its score is in
-pixels at that resolution per step.
+Two Farneback methods (OpenCV), chosen by `curation.flow.farneback.method`:
+
+- `paper`: the paper's computation for the pretraining data: frames sampled at 2 fps, downscaled to 16 px on the
+  short side, Farneback between consecutive samples, mean magnitude. The score is in pixels of the 16-px map per
+  sampling step (1/fps s), so it does not depend on the source resolution.
+- `compensated`: our variant for noisy footage: flow at 32 px between adjacent frames, contrast-normalised, minus
+  the part that sensor noise adds, extrapolated linearly to one sampling step and rescaled to the 16-px map. Same
+  nominal units as `paper`, not the same numbers: a `motion_bucket_id` map calibrated on one does not fit the other.
+
+RAFT (torchvision) at 800x450 is the paper's choice for the high-quality finetuning set ("the motion scores are then
+computed similarly"): mean magnitude between consecutive 2-fps samples, in pixels at RAFT's input size per step.
+Each method's `describe()` is what the clip table's `flow_score_model` column records.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .video_io import scaled_size
+
+FARNEBACK_METHODS = ("paper", "compensated")
 
 
 def sample_indices(start: int, end: int, native_fps: float, flow_fps: float) -> list[int]:
@@ -28,22 +39,11 @@ def nominal_step(native_fps: float, flow_fps: float) -> int:
 
 
 @dataclass(frozen=True)
-class FarnebackFlow:
-    """Dense Farneback flow sampled at `fps`; mean magnitude in pixels of a `short_side`-px map per 1/fps s.
-
-    Flow is computed on grey frames with `compute_short_side` px on the short side, contrast-normalised per pair
-    (washed-out footage otherwise reads as slow), and rescaled to the `short_side` map the paper stores.
-    At each sample `t` it measures the flow to frame `t + gap` (`gap=None`: to the next sample, the paper's plain
-    2 fps). Sensor noise adds a flow magnitude that does not grow with the time gap while motion does, so with
-    `noise_compensated` the score is `|F(t, t+2g)| - |F(t, t+g)|` per frame (exactly the mean magnitude for clean
-    footage), which keeps static but noisy shots below slowly moving ones."""
+class Farneback:
+    """OpenCV Farneback settings both methods share (the paper names the implementation, not its parameters)."""
 
     fps: float = 2.0
     short_side: int = 16
-    compute_short_side: int = 32
-    gap: int | None = 1
-    noise_compensated: bool = True
-    contrast_normalized: bool = True
     pyr_scale: float = 0.5
     levels: int = 3
     winsize: int = 7
@@ -51,8 +51,56 @@ class FarnebackFlow:
     poly_n: int = 5
     poly_sigma: float = 1.1
 
-    name = "farneback"
     full_resolution = False
+
+    def _magnitude(self, first: np.ndarray, second: np.ndarray) -> float:
+        flow = cv2.calcOpticalFlowFarneback(
+            first, second, None, self.pyr_scale, self.levels, self.winsize, self.iterations, self.poly_n,
+            self.poly_sigma, 0,
+        )
+        return float(np.linalg.norm(flow, axis=2).mean())
+
+
+@dataclass(frozen=True)
+class PaperFarneback(Farneback):
+    """The paper's plain computation: grey frames at `fps`, `short_side` px on the short side, Farneback between
+    consecutive samples, mean magnitude over pixels and pairs. No extrapolation: a clip too short for two samples
+    has no score (the paper profile's clips are 2 s or longer)."""
+
+    def frames_needed(self, start: int, end: int, native_fps: float) -> list[int]:
+        return list(range(start, end, nominal_step(native_fps, self.fps)))
+
+    def _grey(self, frame: np.ndarray) -> np.ndarray:
+        width, height = scaled_size(frame.shape[1], frame.shape[0], self.short_side)
+        return cv2.cvtColor(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+
+    def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
+        """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
+        greys = [self._grey(frames[i]) for i in self.frames_needed(start, end, native_fps)]
+        if len(greys) < 2:
+            return None
+        return float(np.mean([self._magnitude(a, b) for a, b in zip(greys, greys[1:])]))
+
+    def describe(self) -> str:
+        return (f"farneback paper: {self.fps:g} fps, {self.short_side}-px short side, mean |flow| in px of that map "
+                f"between consecutive samples ({1 / self.fps:g} s)")
+
+
+@dataclass(frozen=True)
+class CompensatedFarneback(Farneback):
+    """Dense Farneback flow sampled at `fps`; mean magnitude in pixels of a `short_side`-px map per 1/fps s.
+
+    Flow is computed on grey frames with `compute_short_side` px on the short side, contrast-normalised per pair
+    (washed-out footage otherwise reads as slow), and rescaled to the `short_side` map.
+    At each sample `t` it measures the flow to frame `t + gap` (`gap=None`: to the next sample) and extrapolates it
+    linearly to one sampling step. Sensor noise adds a flow magnitude that does not grow with the time gap while
+    motion does, so with `noise_compensated` the score is `|F(t, t+2g)| - |F(t, t+g)|` per frame (exactly the mean
+    magnitude for clean footage), which keeps static but noisy shots below slowly moving ones."""
+
+    compute_short_side: int = 32
+    gap: int | None = 1
+    noise_compensated: bool = True
+    contrast_normalized: bool = True
 
     def _gap(self, native_fps: float) -> int:
         return self.gap or nominal_step(native_fps, self.fps)
@@ -78,13 +126,6 @@ class FarnebackFlow:
         if not self.contrast_normalized:
             return grey.round().astype(np.uint8)
         return np.clip((grey - reference.mean()) / (reference.std() + 1e-3) * 40.0 + 128.0, 0, 255).astype(np.uint8)
-
-    def _magnitude(self, first: np.ndarray, second: np.ndarray) -> float:
-        flow = cv2.calcOpticalFlowFarneback(
-            first, second, None, self.pyr_scale, self.levels, self.winsize, self.iterations, self.poly_n,
-            self.poly_sigma, 0,
-        )
-        return float(np.linalg.norm(flow, axis=2).mean())
 
     def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
         """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
@@ -114,6 +155,13 @@ class FarnebackFlow:
         """Pixels at the compute size to pixels of the stored `short_side` map."""
         return self.short_side / min(self._grey(frame).shape)
 
+    def describe(self) -> str:
+        noise = "noise-compensated, " if self.noise_compensated else ""
+        contrast = "contrast-normalised, " if self.contrast_normalized else ""
+        pair = {None: "consecutive samples", 1: "adjacent frames"}.get(self.gap, f"frames {self.gap} apart")
+        return (f"farneback compensated: {self.compute_short_side}-px flow between {pair}, {noise}{contrast}"
+                f"extrapolated to {1 / self.fps:g} s, in px of a {self.short_side}-px-short-side map")
+
 
 @dataclass(frozen=True)
 class RaftFlow:
@@ -130,7 +178,6 @@ class RaftFlow:
     batch_pairs: int = 4
     device: str = "cpu"
 
-    name = "raft"
     full_resolution = True
 
     def __post_init__(self):
@@ -141,6 +188,8 @@ class RaftFlow:
             )
         if self.model not in ("raft_small", "raft_large"):
             raise ValueError(f"curation.flow.raft.model must be raft_small or raft_large, got {self.model!r}")
+        if self.weights and not Path(self.weights).expanduser().is_file():
+            raise ValueError(f"curation.flow.raft.weights: no file at {self.weights} (a torchvision RAFT state dict)")
 
     def frames_needed(self, start: int, end: int, native_fps: float) -> list[int]:
         return sample_indices(start, end, native_fps, self.fps)
@@ -155,7 +204,7 @@ class RaftFlow:
 
         network = getattr(optical_flow, self.model)(weights=None)
         if self.weights:
-            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            state = torch.load(Path(self.weights).expanduser(), map_location="cpu", weights_only=True)
             network.load_state_dict(state)
         network = network.eval().to(self.device)
         object.__setattr__(self, "_network", network)
@@ -166,6 +215,10 @@ class RaftFlow:
 
         resized = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
         return torch.from_numpy(resized).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+    def describe(self) -> str:
+        return (f"{self.model} weights={self.weights or 'random (scores are not meaningful)'} "
+                f"{self.width}x{self.height}, px per {1 / self.fps:g} s")
 
     def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
         """Mean RAFT flow magnitude between consecutive samples, scaled to one nominal step."""
@@ -191,10 +244,17 @@ class RaftFlow:
 
 
 def build_flow(node: dict):
+    """The scorer `curation.flow` names (`backend` farneback with its `method`, or raft)."""
     backend = node.get("backend", "farneback")
     fps = float(node.get("fps", 2.0))
     if backend == "farneback":
-        return FarnebackFlow(fps=fps, **dict(node.get("farneback") or {}))
+        settings = dict(node.get("farneback") or {})
+        method, variant = settings.pop("method", None), settings.pop("compensated", None) or {}
+        if method == "paper":
+            return PaperFarneback(fps=fps, **settings)
+        if method == "compensated":
+            return CompensatedFarneback(fps=fps, **settings, **variant)
+        raise ValueError(f"curation.flow.farneback.method must be {' or '.join(FARNEBACK_METHODS)}, got {method!r}")
     if backend == "raft":
         return RaftFlow(fps=fps, **dict(node.get("raft") or {}))
     raise ValueError(f"curation.flow.backend must be farneback or raft, got {backend!r}")

@@ -134,21 +134,12 @@ class VideoCurator:
 
     def describe_models(self) -> dict[str, str | None]:
         """What produced each score, as stored in the `<score>_model` columns."""
-        flow = self.flow
-        if flow is None:
-            flow_text = None
-        elif flow.name == "farneback":
-            flow_text = (f"farneback {flow.fps:g} fps, px of a {flow.short_side}-px-short-side map per "
-                         f"{1 / flow.fps:g} s")
-        else:
-            flow_text = (f"{flow.model} weights={flow.weights or 'random (scores are not meaningful)'} "
-                         f"{flow.width}x{flow.height}, px per {1 / flow.fps:g} s")
         classic = "classic no-reference quality 0..10 (contrast, noise, blur)"
         if self.classic_excludes_text:
             classic += f" outside {self.ocr.detector.name} text boxes"
         aesthetic = {"classic": classic, "none": None}
         return {
-            "flow_score": flow_text,
+            "flow_score": None if self.flow is None else self.flow.describe(),
             "ocr_area": None if self.ocr is None else f"{self.ocr.detector.name} text-box area, {self.ocr.aggregate}",
             "aesthetic_score": self.laion().describe() + " on " + self.clip_encoder().describe()
             if self.aesthetic_backend == "laion" else aesthetic[self.aesthetic_backend],

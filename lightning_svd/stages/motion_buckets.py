@@ -5,7 +5,9 @@ percentile in the training clip table, scaled to 0..255: a piecewise-linear map 
 `flow_score` (by default the 0, 5, 25, 50, 75, 95 and 100th percentiles). So 127.5 is the median motion of
 the training data, 0 the most static clip and 255 the fastest; values outside the calibrated range clamp.
 The quantiles are computed once from the clip table and stored with the model (its hyperparameters), so a
-model keeps the meaning of its buckets when later stages train on other tables.
+model keeps the meaning of its buckets when later stages train on other tables. What produced the flow scores (the
+table's `flow_score_model` and `flow_score_config`) is stored beside them: the Farneback methods and RAFT score in
+different units, so a map only fits tables scored the same way.
 """
 
 from collections.abc import Sequence
@@ -23,6 +25,8 @@ class MotionBuckets:
 
     flow_values: list[float]
     probabilities: list[float] = field(default_factory=lambda: list(DEFAULT_PROBABILITIES))
+    flow_method: str | None = None  # the calibrating table's flow_score_model (None: not recorded)
+    flow_config: str | None = None  # its flow_score_config hash
 
     def __post_init__(self):
         self.flow_values = [float(v) for v in self.flow_values]
@@ -36,13 +40,14 @@ class MotionBuckets:
             raise ValueError(f"motion bucket flow_values must be non-decreasing, got {self.flow_values}")
 
     @classmethod
-    def calibrate(cls, flow_scores: Sequence[float], probabilities: Sequence[float] = DEFAULT_PROBABILITIES):
-        """Quantiles of the finite flow scores of a clip table."""
+    def calibrate(cls, flow_scores: Sequence[float], probabilities: Sequence[float] = DEFAULT_PROBABILITIES,
+                  flow_method: str | None = None, flow_config: str | None = None):
+        """Quantiles of the finite flow scores of a clip table, with what produced those scores."""
         scores = np.asarray([s for s in flow_scores if s is not None], dtype=np.float64)
         scores = scores[np.isfinite(scores)]
         if scores.size == 0:
             raise ValueError("cannot calibrate motion buckets: the clip table has no finite flow_score")
-        return cls(np.quantile(scores, probabilities).tolist(), list(probabilities))
+        return cls(np.quantile(scores, probabilities).tolist(), list(probabilities), flow_method, flow_config)
 
     def __call__(self, flow_score: float | None) -> int:
         """The bucket of one clip; a clip without a flow score gets the median bucket (127)."""
@@ -60,8 +65,10 @@ class MotionBuckets:
         return int(round(MAX_BUCKET * percentile))
 
     def to_dict(self) -> dict:
-        return {"flow_values": list(self.flow_values), "probabilities": list(self.probabilities)}
+        return {"flow_values": list(self.flow_values), "probabilities": list(self.probabilities),
+                "flow_method": self.flow_method, "flow_config": self.flow_config}
 
     @classmethod
     def from_dict(cls, data: dict) -> "MotionBuckets":
-        return cls(data["flow_values"], data["probabilities"])
+        """Also reads maps stored before the flow method was recorded (their method is None)."""
+        return cls(data["flow_values"], data["probabilities"], data.get("flow_method"), data.get("flow_config"))

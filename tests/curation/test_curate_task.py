@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 import pytest
 from curation_media import textured, write_tone, write_video
 
-from lightning_svd.config import load_config
+from lightning_svd.config import load_config, required_paths
 from lightning_svd.curation.table import done_markers, read_clip_table
 from lightning_svd.errors import UserError
 from lightning_svd.run_context import create_run
@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 FAST = ["curation.clip.enabled=false", "curation.progress=false", "curation.workers=1"]
 
 
-def curate(run_dir: Path, *overrides: str) -> dict:
-    cfg = load_config("curate", "tiny", [f"run_dir={run_dir}", *FAST, *overrides])
+def curate(run_dir: Path, *overrides: str, experiment: str = "curate") -> dict:
+    cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *FAST, *overrides])
     ctx = create_run(cfg)
     try:
         return run(cfg, ctx)
@@ -59,6 +59,19 @@ def test_curate_writes_the_table_report_histograms_and_tensorboard(reference_run
     assert report["stage_seconds"]["decode"] > 0 and report["stage_seconds"]["ocr"] > 0
     assert "cut_f1_hard" in report["quality"]
     assert "| flow_score |" in (run_dir / "curation_report.md").read_text()
+
+
+def test_curate_hq_scores_motion_with_raft_on_random_weights_and_says_so(tmp_path, corpus_source):
+    """The high-quality set's curation runs RAFT (random weights in tiny, labelled); paper asks for its weights."""
+    results = curate(tmp_path / "hq", f"data.source={corpus_source}", "curation.max_videos=1", experiment="curate_hq")
+    rows = [row for row in read_clip_table(tmp_path / "hq" / "clips").to_pylist() if row["status"] == "ok"]
+    assert rows and all(np.isfinite(row["flow_score"]) for row in rows)
+    assert all(row["flow_score_model"].startswith("raft_small weights=random") for row in rows)
+    assert any(note.startswith("flow_score: raft_small") for note in results["notes"])
+    paper = [key for key, _, _ in required_paths(load_config("curate_hq", "paper", check_paths=False))]
+    assert "curation.flow.raft.weights" in paper
+    assert "curation.flow.raft.weights" not in [key for key, _, _ in
+                                                required_paths(load_config("curate", "paper", check_paths=False))]
 
 
 def test_rerun_in_the_same_run_dir_skips_finished_shards(reference_run, corpus_source):

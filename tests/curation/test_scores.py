@@ -1,5 +1,5 @@
-"""Frame and clip scorers: Farneback and RAFT motion, text area (PP-OCR DB, Tesseract), classic aesthetics,
-and their rank correlations with the synthetic corpus' ground truth."""
+"""Frame and clip scorers: Farneback (the paper's method and the compensated variant) and RAFT motion, text area
+(PP-OCR DB, Tesseract), classic aesthetics, and their rank correlations with the synthetic corpus' ground truth."""
 
 import stat
 
@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 from curation_media import pan, textured
+from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 
+from lightning_svd.config import load_config
 from lightning_svd.curation.aesthetic import ClassicQuality
-from lightning_svd.curation.motion import FarnebackFlow, RaftFlow, build_flow
+from lightning_svd.curation.motion import CompensatedFarneback, PaperFarneback, RaftFlow, build_flow
 from lightning_svd.curation.ocr import (
     PpOcrDbDetector,
     TesseractDetector,
@@ -22,10 +24,46 @@ from lightning_svd.curation.ocr import (
 from lightning_svd.curation.quality import covering_scene, evaluate_against_truth
 from lightning_svd.synthetic import load_truth
 
+# CompensatedFarneback's scores of a 1.5 px/frame pan and a noisy still shot, measured before it got its name
+PAN_SCORE_BEFORE, NOISY_SCORE_BEFORE = 3.3695472478866577, 0.057419970631599426
 
-def farneback_score(frames, flow: FarnebackFlow | None = None):
+
+def farneback_score(frames, flow: CompensatedFarneback | PaperFarneback | None = None):
     stack = np.stack(frames)
-    return (flow or FarnebackFlow()).score(stack, 0, len(stack), 24.0)
+    return (flow or CompensatedFarneback()).score(stack, 0, len(stack), 24.0)
+
+
+def paper_profile_flow():
+    return build_flow(OmegaConf.to_container(load_config("curate", "paper", check_paths=False).curation.flow))
+
+
+def test_the_paper_profile_scores_motion_with_the_papers_plain_farneback():
+    """2-fps samples (every 12th frame at 24 fps), grey at 16 px on the short side, OpenCV Farneback between
+    consecutive samples, mean magnitude: computed here by hand, equal to the paper method's score."""
+    frames = pan(96, 160, 5, 48, 1.5)
+    greys = [cv2.cvtColor(cv2.resize(frames[i], (26, 16), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+             for i in (0, 12, 24, 36)]
+    pairs = [cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 7, 3, 5, 1.1, 0) for a, b in zip(greys, greys[1:])]
+    by_hand = np.mean([float(np.linalg.norm(flow, axis=2).mean()) for flow in pairs])
+    flow = paper_profile_flow()
+    assert isinstance(flow, PaperFarneback) and flow.frames_needed(0, 48, 24.0) == [0, 12, 24, 36]
+    assert farneback_score(frames, flow) == pytest.approx(by_hand, rel=1e-12)
+    assert flow.score(np.stack(frames), 0, 12, 24.0) is None  # one 2-fps sample: no pair, no extrapolation
+    assert "farneback paper" in flow.describe() and "16-px short side" in flow.describe()
+
+
+def test_the_tiny_profile_keeps_the_compensated_variant_and_its_numbers():
+    """The variant's scores as before it got its name (a 1.5 px/frame pan and a noisy still shot)."""
+    flow = build_flow(OmegaConf.to_container(load_config("curate", "tiny").curation.flow))
+    assert flow == CompensatedFarneback()
+    rng = np.random.default_rng(0)
+    base = textured(96, 160, 6)
+    noisy = [np.clip(base + rng.normal(0, 35, base.shape), 0, 255).astype(np.uint8) for _ in range(48)]
+    assert farneback_score(pan(96, 160, 5, 48, 1.5), flow) == pytest.approx(PAN_SCORE_BEFORE, rel=1e-6)
+    assert farneback_score(noisy, flow) == pytest.approx(NOISY_SCORE_BEFORE, rel=1e-6)
+    assert "farneback compensated" in flow.describe()
+    with pytest.raises(ValueError, match="method must be paper or compensated, got 'lk'"):
+        build_flow({"backend": "farneback", "farneback": {"method": "lk"}})
 
 
 def test_farneback_is_zero_for_a_still_shot_and_grows_with_pan_speed():
@@ -45,12 +83,13 @@ def test_noise_compensation_keeps_a_noisy_still_shot_below_a_slow_pan():
     noisy = [np.clip(base + rng.normal(0, 35, base.shape), 0, 255).astype(np.uint8) for _ in range(48)]
     slow = pan(96, 160, 6, 48, 0.4)
     assert farneback_score(noisy) < farneback_score(slow)
-    plain = FarnebackFlow(noise_compensated=False)
+    plain = CompensatedFarneback(noise_compensated=False)
     assert farneback_score(noisy, plain) > 2 * farneback_score(noisy)
 
 
 def test_flow_samples_at_two_fps():
-    flow = FarnebackFlow()
+    assert PaperFarneback().frames_needed(0, 48, 24.0) == [0, 12, 24, 36]
+    flow = CompensatedFarneback()
     assert flow.frames_needed(0, 48, 24.0) == [0, 1, 2, 12, 13, 14, 24, 25, 26, 36, 37, 38]
     assert flow.frames_needed(0, 2, 24.0) == [0, 1]
 
