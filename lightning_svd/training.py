@@ -73,14 +73,16 @@ def table_flow_source(rows: list[dict]) -> tuple[str | None, str | None]:
 
 def motion_buckets(cfg, table: Path, log) -> MotionBuckets:
     """Keep the buckets of the stage we start from (their meaning is part of that model), else calibrate. A kept map
-    calibrated on another flow method than this table's maps other units: say so, once."""
+    calibrated on another flow method than this table's maps other units: say so, once, where the stage is
+    conditioned on motion_bucket_id (the ablations' proxies are not)."""
     rows = read_clip_table(table)
     method, config = table_flow_source(rows)
     if cfg.init_from:
         stored = stored_motion_buckets(cfg.init_from)
         if stored:
             buckets = MotionBuckets.from_dict(stored)
-            if buckets.flow_method != method:
+            conditioned = "motion_bucket_id" in list(cfg.train.micro_conditioning.keys)
+            if conditioned and buckets.flow_method != method:
                 log.warning(f"the motion_bucket_id map of init_from was calibrated on flow_score from "
                             f"{buckets.flow_method or 'an unrecorded method'}, this table's comes from "
                             f"{method or 'an unrecorded method'}: its bucket ids do not mean the same motion here")

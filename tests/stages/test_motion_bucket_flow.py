@@ -39,9 +39,12 @@ def test_a_calibrated_map_records_the_tables_flow_method(tmp_path, small_corpus)
 def test_a_kept_map_of_another_flow_method_warns_in_one_line(tmp_path, monkeypatch, caplog):
     parent = MotionBuckets.calibrate([0.0, 1.0, 3.0], flow_method=PAPER, flow_config="abc123")
     monkeypatch.setattr(training, "stored_motion_buckets", lambda path: parent.to_dict())
-    cfg = OmegaConf.create({"init_from": "parent.ckpt"})
+    cfg = OmegaConf.create({"init_from": "parent.ckpt",
+                            "train": {"micro_conditioning": {"keys": ["fps_id", "motion_bucket_id"]}}})
+    unconditioned = OmegaConf.create({"init_from": "parent.ckpt", "train": {"micro_conditioning": {"keys": []}}})
     with caplog.at_level(logging.WARNING, logger=LOG.name):
         assert training.motion_buckets(cfg, write_table(tmp_path / "same.parquet", PAPER), LOG) == parent
+        assert training.motion_buckets(unconditioned, write_table(tmp_path / "proxy.parquet", COMPENSATED), LOG)
         assert not caplog.records
         kept = training.motion_buckets(cfg, write_table(tmp_path / "other.parquet", COMPENSATED), LOG)
     assert kept == parent
