@@ -81,7 +81,7 @@ def motion_buckets(cfg, table: Path, log) -> MotionBuckets:
         stored = stored_motion_buckets(cfg.init_from)
         if stored:
             buckets = MotionBuckets.from_dict(stored)
-            conditioned = "motion_bucket_id" in list(cfg.train.micro_conditioning.keys)
+            conditioned = "motion_bucket_id" in list(cfg.train.micro_conditioning["keys"])
             if conditioned and buckets.flow_method != method:
                 log.warning(f"the motion_bucket_id map of init_from was calibrated on flow_score from "
                             f"{buckets.flow_method or 'an unrecorded method'}, this table's comes from "
