@@ -1,5 +1,7 @@
 """The ablation data: reproducible subsets, exact nested threshold arms, the combined filter, Table 1 statistics."""
 
+import hashlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,6 +57,40 @@ def test_subset_order_is_pinned_so_every_machine_and_engine_draws_the_same_clips
     assert subset_key(7, "v/abc#12") == 9494205539962916332
     table = pa.Table.from_pylist([{"clip_id": f"c{i}", "status": "ok"} for i in range(6)])
     assert random_subset(table, seed=5, size=3)["clip_id"].to_pylist() == ["c4", "c2", "c0"]
+
+
+def tied_table() -> pa.Table:
+    """500 ok clips where 30 % have a flow score of exactly 0 (static), so arm boundaries fall inside ties."""
+    table = clip_table(n=500, seed=2, errors=7)
+    static = np.random.default_rng(5).random(table.num_rows) < 0.3
+    flow = [None if s != "ok" else 0.0 if still else f
+            for f, s, still in zip(table["flow_score"].to_pylist(), table["status"].to_pylist(), static)]
+    return table.set_column(table.column_names.index("flow_score"), "flow_score", pa.array(flow, pa.float64()))
+
+
+def digest(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def test_subsets_and_arms_are_pinned_bit_for_bit():
+    """Recorded from the per-clip hashlib loop before it was vectorised: earlier runs' subsets and arms stay valid."""
+    table = tied_table()
+    assert random_subset(table, 3, size=12)["clip_id"].to_pylist() == [
+        "clip00482", "clip00303", "clip00470", "clip00359", "clip00260", "clip00449", "clip00141", "clip00324",
+        "clip00318", "clip00384", "clip00198", "clip00261"]
+    assert digest(random_subset(table, 11, fraction=1.0)["clip_id"].to_pylist()) == "877f06481288926b"
+    subset = random_subset(table, 3, size=400)
+    pinned = {
+        "aesthetic": ["dbdab9184c243a7d", "b4eaf74bf86a6403", "990ab1d6adb23a24", "6b02f6b29aa10327"],
+        "clip": ["dbdab9184c243a7d", "efd15026e4fad759", "5dd4aa18cfc7da5b", "7d363d9c5e2ecd85"],
+        "ocr": ["dbdab9184c243a7d", "0f43ab4959ab2d42", "2c3648ed4fa76061", "bf42b021a63bea42"],
+        "flow": ["dbdab9184c243a7d", "ec62b78a4fba2b8b", "67ed30ddc31a6ee4", "d711aeaf9bd37b8e"],
+    }
+    for criterion, digests in pinned.items():
+        assert [digest(arm.table["clip_id"].to_pylist()) for arm in threshold_arms(subset, criterion, seed=3)] == \
+            digests, criterion
+    assert [arm.threshold for arm in threshold_arms(subset, "flow", seed=3)] == [None, 0.0, 0.0, 0.5997700428314856]
+    assert digest(combined_filter(subset, seed=3)["table"]["clip_id"].to_pylist()) == "6e6880ccebfc844c"
 
 
 def test_subset_survives_a_parquet_round_trip_in_parts(tmp_path):
