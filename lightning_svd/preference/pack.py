@@ -5,15 +5,21 @@ measured sample each video is (an ablation gives every (prompt, seed, sample) it
 
 The pack is the contract with the sample-collection callback. Loading checks it completely, so a broken pack
 fails at start-up with a message naming the entry, not halfway through a rater's session.
+
+A pack may come from someone else, so no file of it is trusted to stay where it was: a link leaving the pack
+refuses the pack at start, and every file is checked again when it is served (`open_inside`).
 """
 
 import json
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
 
 from lightning_svd.errors import UserError
+from lightning_svd.preference.problems import NotFound
 
 ATTENTION_PREFIX = "degraded:"
 MAX_NAME_LENGTH = 200
@@ -49,6 +55,47 @@ def resolve_inside(root: Path, relative_path: str) -> Path:
     if not resolved.is_file():
         raise UserError(f"video {relative_path!r} listed in {root / 'manifest.json'} does not exist")
     return resolved
+
+
+def refuse_escaping_links(root: Path) -> None:
+    """Refuse a pack holding a symbolic link (file or folder, served or not) that leads outside it."""
+    for folder, folders, files in os.walk(root):
+        for name in (*folders, *files):
+            path = Path(folder, name)
+            if not path.is_symlink():
+                continue
+            try:
+                target = path.resolve(strict=False)
+            except (OSError, RuntimeError):
+                target = None
+            if target is None or not target.is_relative_to(root):
+                raise UserError(f"study pack {root}: {path.relative_to(root)} is a link to "
+                                f"{os.readlink(path)}, outside the pack; copy the file in or remove the link")
+
+
+def open_inside(root: Path, path: Path):
+    """Open a pack file to serve it, checked now and not only at start (it may have been swapped for a link).
+
+    The path must resolve to itself inside `root`, the last part may not be a link (O_NOFOLLOW), and after
+    opening, the open file must still be the one at that path: a folder swapped for a link between the check and
+    the open is caught too. Returns (binary file, its stat); NotFound otherwise.
+    """
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise NotFound("no such video")
+    try:
+        handle = os.fdopen(os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")
+    except OSError:
+        raise NotFound("no such video") from None
+    opened = os.fstat(handle.fileno())
+    try:
+        same = resolved.resolve() == resolved and os.path.samestat(opened, os.stat(resolved))
+    except OSError:
+        same = False
+    if not (same and stat.S_ISREG(opened.st_mode)):
+        handle.close()
+        raise NotFound("no such video")
+    return handle, opened
 
 
 def _video_meta(entry: Mapping, where: str) -> dict[str, int]:
@@ -88,6 +135,7 @@ class StudyPack:
         manifest_path = root / "manifest.json"
         if not manifest_path.is_file():
             raise UserError(f"study pack {root} has no manifest.json; set study.pack to a folder that has one")
+        refuse_escaping_links(root)
         try:
             manifest = json.loads(manifest_path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

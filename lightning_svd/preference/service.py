@@ -2,12 +2,18 @@
 
 Videos are addressed by opaque ids (a keyed hash of their path), so neither a URL nor a file name tells a
 rater which arm made a video.
+
+Raters are accountable: each comes with a token from a link the owner minted (`python -m
+lightning_svd.preference.raters`), or, only where the owner switched open enrolment on, with a free name. A pair
+handed out is leased for `lease_s`: asking again returns the same pair without extending the lease, and an expired
+pair is released to others.
 """
 
 import csv
 import hashlib
 import hmac
 import io
+import logging
 import random
 import secrets
 import threading
@@ -17,8 +23,9 @@ from pathlib import Path
 from lightning_svd.errors import UserError
 from lightning_svd.preference.assignment import QUESTIONS, Assigner, attention_tasks, study_tasks
 from lightning_svd.preference.attention import ensure_attention_videos
-from lightning_svd.preference.pack import ATTENTION_PREFIX, PackVideo, StudyPack
-from lightning_svd.preference.problems import InvalidInput
+from lightning_svd.preference.limits import OpenLeases
+from lightning_svd.preference.pack import ATTENTION_PREFIX, PackVideo, StudyPack, open_inside
+from lightning_svd.preference.problems import Forbidden, InvalidInput, NotFound, Unauthorized
 from lightning_svd.preference.results import compute_results
 from lightning_svd.preference.settings import StudySettings
 from lightning_svd.preference.store import Issue, Task, Vote, VoteStore
@@ -27,6 +34,8 @@ MAX_RATER_LENGTH = 64
 EXPORT_COLUMNS = ("rater", "prompt_id", "question", "left_arm", "right_arm", "choice", "winner", "loser",
                   "is_attention_check", "source", "seconds_on_item", "created_at")
 IMPORT_COLUMNS = ("rater", "prompt_id", "question", "left_arm", "right_arm", "choice")
+
+log = logging.getLogger(__name__)
 
 
 def validate_rater(value) -> str:
@@ -48,6 +57,7 @@ class PreferenceStudy:
     def __init__(self, pack: StudyPack, store: VoteStore, settings: StudySettings,
                  videos: dict[tuple[str, str], PackVideo]):
         self.pack, self.store, self.settings = pack, store, settings
+        self.open_leases = OpenLeases(settings.max_pending_per_address)
         key = store.secret().encode()
         self.video_ids = {
             arm_prompt: hmac.new(key, video.relative_path.encode(), hashlib.sha256).hexdigest()[:32]
@@ -62,31 +72,62 @@ class PreferenceStudy:
 
     @classmethod
     def open(cls, pack: StudyPack, db_path: Path, settings: StudySettings) -> "PreferenceStudy":
+        store = VoteStore(db_path)
         videos = dict(pack.videos)
         if settings.attention_check_rate > 0:
-            videos.update(ensure_attention_videos(pack, settings.seed))
-        return cls(pack, VoteStore(db_path), settings, videos)
+            videos.update(ensure_attention_videos(pack, settings.seed, store.secret().encode()))
+        return cls(pack, store, settings, videos)
 
-    def next_item(self, rater: str) -> dict:
-        """The rater's unanswered pair if there is one, else a new one; {"done": true} when nothing is left."""
+    def rater_for_token(self, token: str) -> str:
+        """The name behind a rater link's token."""
+        rater = self.store.rater_for_token(token)
+        if rater is None:
+            raise Unauthorized("this rater token is unknown; open the personal link the study owner sent you")
+        if rater.revoked_at is not None:
+            raise Forbidden("this rater link was revoked by the study owner")
+        return rater.name
+
+    def open_rater(self, name) -> str:
+        """A free name, taken only where the owner switched open enrolment on."""
+        if not self.settings.open_enrollment:
+            raise Unauthorized("this study rates by personal link: open the link the study owner sent you")
+        rater = validate_rater(name)
+        self.store.enrol_open(rater, time.time())
+        return rater
+
+    def is_owner(self, token: str) -> bool:
+        """The minted owner token, or the config's results_token where one is set."""
+        fixed = self.settings.results_token
+        return self.store.is_owner_token(token) or (
+            fixed is not None and hmac.compare_digest(token.encode(), fixed.encode()))
+
+    def next_item(self, rater: str, open_address: str | None = None) -> dict:
+        """The rater's pair whose lease still runs, else a new one; {"done": true} when nothing is left.
+
+        `open_address` (open enrolment only) is the client address whose held pairs are capped: a name there is
+        free, an address is not.
+        """
         now = time.time()
         with self.store.transaction() as tx:
             seen = tx.tasks_of(rater)
-            demand = tx.demand(other_than=rater, open_since=now - self.settings.issue_timeout_s)
+            demand = tx.demand(other_than=rater, open_since=now - self.settings.lease_s)
             answered = tx.count_votes(rater)
-            issue = tx.latest_open_issue(rater)
+            issue = tx.live_issue(rater, since=now - self.settings.lease_s)
             if issue is not None and not self._servable(issue):
                 issue = None
             if issue is None:
                 task = self.assigner.choose(demand, seen)
                 if task is None:
-                    return {"done": True, "progress": {"answered": answered, "more": 0}}
+                    return {"done": True, "rater": rater, "progress": {"answered": answered, "more": 0}}
                 left, right = self.assigner.sides(task)
                 issue = Issue(secrets.token_urlsafe(18), rater, task, left, right, now)
+                if open_address is not None:
+                    self.open_leases.hold(open_address, issue.pair_id, until=now + self.settings.lease_s)
                 tx.add_issue(issue)
                 seen.add(task)
             more = self.assigner.remaining(demand, seen)
         return {
+            "rater": rater,
             "pair_id": issue.pair_id,
             "question": issue.task.question,
             "question_text": QUESTIONS[issue.task.question],
@@ -106,10 +147,19 @@ class PreferenceStudy:
 
     def vote(self, rater: str, pair_id: str, question: str, choice: str) -> dict:
         status = self.store.record(rater, pair_id, question, choice, time.time())
+        self.open_leases.release(pair_id)
         return {"status": status}
 
-    def video_path(self, video_id: str) -> Path | None:
-        return self.video_files.get(video_id)
+    def open_video(self, video_id: str):
+        """(binary file, stat) of a video, checked to lie inside the pack now; NotFound otherwise."""
+        path = self.video_files.get(video_id)
+        if path is None:
+            raise NotFound("no such video")
+        try:
+            return open_inside(self.pack.root, path)
+        except NotFound:
+            log.warning("refused to serve %s: it is no longer a file inside the pack %s", path, self.pack.root)
+            raise
 
     def votes(self) -> list[Vote]:
         return self.store.votes()
@@ -173,7 +223,8 @@ class PreferenceStudy:
         with self._results_lock:
             version = self.store.version()
             if self._results_cache is None or self._results_cache[0] != version:
-                self._results_cache = (version, compute_results(self.pack, self.store.votes(), self.settings))
+                self._results_cache = (version, compute_results(self.pack, self.store.votes(), self.settings,
+                                                                self.store.raters()))
             return self._results_cache[1]
 
 

@@ -21,7 +21,11 @@ class StudySettings:
     votes_per_pair: int = 3
     attention_check_rate: float = 0.1
     attention_min_pass_rate: float = 0.75
-    issue_timeout_s: float = 600.0
+    open_enrollment: bool = False
+    lease_s: float = 600.0
+    max_pending_per_address: int = 4
+    rater_requests_per_minute: int = 60
+    address_requests_per_minute: int = 240
     elo_k: float = 1.0
     elo_initial: float = 1000.0
     elo_orders: int = 1000
@@ -34,9 +38,12 @@ class StudySettings:
     @classmethod
     def from_mapping(cls, section: Mapping) -> "StudySettings":
         """Build from a plain dict shaped like the `study:` section of experiments/preference_study.yaml."""
-        elo, bradley_terry = section.get("elo"), section.get("bradley_terry")
-        if not isinstance(elo, Mapping) or not isinstance(bradley_terry, Mapping):
-            raise UserError("study.elo and study.bradley_terry must be mappings (see preference_study.yaml)")
+        elo, bradley_terry, limit = section.get("elo"), section.get("bradley_terry"), section.get("rate_limit")
+        if not all(isinstance(block, Mapping) for block in (elo, bradley_terry, limit)):
+            raise UserError("study.elo, study.bradley_terry and study.rate_limit must be mappings (see "
+                            "preference_study.yaml)")
+        if not isinstance(section.get("open_enrollment"), bool):
+            raise UserError(f"study.open_enrollment must be true or false, got {section.get('open_enrollment')!r}")
         host = section.get("host")
         if not isinstance(host, str) or not host:
             raise UserError(f"study.host must be an address such as 127.0.0.1, got {host!r}")
@@ -51,7 +58,14 @@ class StudySettings:
             attention_check_rate=_number(section.get("attention_check_rate"), "attention_check_rate", 0.0, 0.9),
             attention_min_pass_rate=_number(section.get("attention_min_pass_rate"), "attention_min_pass_rate",
                                             0.0, 1.0),
-            issue_timeout_s=_number(section.get("issue_timeout_s"), "issue_timeout_s", 1.0, 7 * 24 * 3600.0),
+            open_enrollment=section["open_enrollment"],
+            lease_s=_number(section.get("lease_s"), "lease_s", 1.0, 7 * 24 * 3600.0),
+            max_pending_per_address=_number(section.get("max_pending_per_address"), "max_pending_per_address",
+                                            1, 100000, integer=True),
+            rater_requests_per_minute=_number(limit.get("rater_per_minute"), "rate_limit.rater_per_minute",
+                                              1, 1000000, integer=True),
+            address_requests_per_minute=_number(limit.get("address_per_minute"), "rate_limit.address_per_minute",
+                                                1, 1000000, integer=True),
             elo_k=_number(elo.get("k"), "elo.k", 1e-6, 1000.0),
             elo_initial=_number(elo.get("initial"), "elo.initial", -1e9, 1e9),
             elo_orders=_number(elo.get("orders"), "elo.orders", 1, 100000, integer=True),

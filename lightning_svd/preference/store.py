@@ -4,8 +4,14 @@ Each write runs in its own `BEGIN IMMEDIATE` transaction on a fresh connection, 
 thread each) are serialised by SQLite itself and a killed server loses nothing it had answered.
 A rater has at most one vote per task (prompt, unordered arm pair, question): the UNIQUE key makes a repeated
 vote harmless and a double count impossible.
+
+Raters with a link are rows of `raters` holding only a SHA-256 of their token (tokens are 192 random bits, so a
+plain hash cannot be reversed; a copied database hands out no working link); the owner's token is hashed in `meta`.
+Names used under open enrolment are rows too, so a free name can never take over a name that has a link.
 """
 
+import hashlib
+import hmac
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -15,10 +21,15 @@ from pathlib import Path
 
 from lightning_svd.errors import UserError
 from lightning_svd.preference.pack import ATTENTION_PREFIX
-from lightning_svd.preference.problems import Conflict, InvalidInput, NotFound
+from lightning_svd.preference.problems import Conflict, Forbidden, InvalidInput, NotFound
 
+DEFAULT_DB_NAME = "votes.sqlite"
+LINK, OPEN = "link", "open"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS raters (
+    name TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('link', 'open')), token_hash TEXT UNIQUE,
+    created_at REAL NOT NULL, revoked_at REAL);
 CREATE TABLE IF NOT EXISTS issues (
     pair_id TEXT PRIMARY KEY, rater TEXT NOT NULL, prompt_id TEXT NOT NULL, arm_a TEXT NOT NULL,
     arm_b TEXT NOT NULL, question TEXT NOT NULL, left_arm TEXT NOT NULL, right_arm TEXT NOT NULL,
@@ -31,6 +42,24 @@ CREATE TABLE IF NOT EXISTS votes (
     pair_id TEXT, source TEXT NOT NULL, seconds_on_item REAL, created_at REAL NOT NULL,
     UNIQUE (rater, prompt_id, arm_a, arm_b, question));
 """
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Rater:
+    """Who a rater is: `link` (a token the owner minted) or `open` (a free name under open enrolment)."""
+
+    name: str
+    kind: str
+    created_at: float
+    revoked_at: float | None
 
 
 @dataclass(frozen=True, order=True)
@@ -93,12 +122,13 @@ class Transaction:
     def __init__(self, connection: sqlite3.Connection):
         self.connection = connection
 
-    def latest_open_issue(self, rater: str) -> Issue | None:
+    def live_issue(self, rater: str, since: float) -> Issue | None:
+        """The rater's latest unanswered pair handed out at or after `since` (its lease still runs)."""
         row = self.connection.execute(
             "SELECT pair_id, rater, prompt_id, arm_a, arm_b, question, left_arm, right_arm, issued_at FROM issues i "
-            "WHERE rater = ? AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.rater = i.rater AND "
+            "WHERE rater = ? AND issued_at >= ? AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.rater = i.rater AND "
             "v.prompt_id = i.prompt_id AND v.arm_a = i.arm_a AND v.arm_b = i.arm_b AND v.question = i.question) "
-            "ORDER BY issued_at DESC LIMIT 1", (rater,)).fetchone()
+            "ORDER BY issued_at DESC LIMIT 1", (rater, since)).fetchone()
         return _issue(row) if row else None
 
     def issue(self, pair_id: str) -> Issue | None:
@@ -195,6 +225,73 @@ class VoteStore:
                 raise
             connection.execute("COMMIT")
 
+    def add_link_raters(self, names: list[str], now: float, reissue: bool = False) -> dict[str, str]:
+        """A fresh token per name, all or none: {name: token}. A name already in use is refused unless it has a
+        link and `reissue` is set (its old link stops working; a revoked rater is let back in)."""
+        tokens = {name: new_token() for name in dict.fromkeys(names)}
+        with self.transaction() as tx:
+            for name, token in tokens.items():
+                row = tx.connection.execute("SELECT kind FROM raters WHERE name = ?", (name,)).fetchone()
+                voted = tx.connection.execute("SELECT 1 FROM votes WHERE rater = ? LIMIT 1", (name,)).fetchone()
+                if row and row[0] == LINK and reissue:
+                    tx.connection.execute("UPDATE raters SET token_hash = ?, revoked_at = NULL WHERE name = ?",
+                                          (token_hash(token), name))
+                elif row and row[0] == LINK:
+                    raise UserError(f"rater {name!r} already has a link; pass --reissue to replace it")
+                elif row or voted:
+                    raise UserError(f"the name {name!r} already has votes or was used under open enrolment; "
+                                    "give this rater another name")
+                else:
+                    tx.connection.execute("INSERT INTO raters VALUES (?, ?, ?, ?, NULL)",
+                                          (name, LINK, token_hash(token), now))
+        return tokens
+
+    def revoke(self, names: list[str], now: float) -> None:
+        """Disable these raters' links; their votes stay stored but leave the rankings."""
+        with self.transaction() as tx:
+            for name in names:
+                if not tx.connection.execute("UPDATE raters SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ? "
+                                             "AND kind = ?", (now, name, LINK)).rowcount:
+                    raise UserError(f"no rater with a link is called {name!r}; list them with `raters list`")
+
+    def rater_for_token(self, token: str) -> Rater | None:
+        with closing(self._connect()) as connection:
+            row = connection.execute("SELECT name, kind, created_at, revoked_at FROM raters WHERE token_hash = ?",
+                                     (token_hash(token),)).fetchone()
+        return Rater(*row) if row else None
+
+    def enrol_open(self, name: str, now: float) -> None:
+        """Record a free name the first time it rates; a name that has a link may not be used without it."""
+        with self.transaction() as tx:
+            tx.connection.execute("INSERT OR IGNORE INTO raters VALUES (?, ?, NULL, ?, NULL)", (name, OPEN, now))
+            kind = tx.connection.execute("SELECT kind FROM raters WHERE name = ?", (name,)).fetchone()[0]
+        if kind != OPEN:
+            raise Forbidden(f"the name {name!r} belongs to a rater with a personal link; open that link instead")
+
+    def raters(self) -> dict[str, Rater]:
+        with closing(self._connect()) as connection:
+            rows = connection.execute("SELECT name, kind, created_at, revoked_at FROM raters ORDER BY name")
+            return {row[0]: Rater(*row) for row in rows}
+
+    def mint_owner_token(self) -> str:
+        """A new owner token (the one before stops working); only its hash is kept."""
+        token = new_token()
+        with self.transaction() as tx:
+            tx.connection.execute("INSERT OR REPLACE INTO meta VALUES ('owner_token_hash', ?)", (token_hash(token),))
+        return token
+
+    def has_owner_token(self) -> bool:
+        return self._owner_hash() is not None
+
+    def is_owner_token(self, token: str) -> bool:
+        expected = self._owner_hash()
+        return expected is not None and hmac.compare_digest(token_hash(token), expected)
+
+    def _owner_hash(self) -> str | None:
+        with closing(self._connect()) as connection:
+            row = connection.execute("SELECT value FROM meta WHERE key = 'owner_token_hash'").fetchone()
+        return row[0] if row else None
+
     def secret(self) -> str:
         """A random key made once per database: it turns video paths into ids a rater cannot reverse."""
         with self.transaction() as tx:
@@ -235,7 +332,8 @@ class VoteStore:
                 "pair_id, source, seconds_on_item, created_at FROM votes ORDER BY id").fetchall()
         return [Vote(row[0], Task(*row[1:5]), *row[5:]) for row in rows]
 
-    def version(self) -> tuple[int, int]:
-        """(number of votes, last vote id): changes whenever a vote is added."""
+    def version(self) -> tuple[int, ...]:
+        """Changes whenever a vote is added or a rater enrolled or revoked (what the results depend on)."""
         with closing(self._connect()) as connection:
-            return connection.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM votes").fetchone()
+            return (*connection.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM votes").fetchone(),
+                    *connection.execute("SELECT COUNT(*), COALESCE(SUM(revoked_at), 0) FROM raters").fetchone())

@@ -1,6 +1,8 @@
-"""Shared fixtures: one small synthetic study pack (real H.264 videos) and a helper to open a study on it."""
+"""Shared fixtures: one small synthetic study pack (real H.264 videos), a helper to open a study on it, and
+Authorization headers for minted rater links and the owner token."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,34 @@ def open_study(pack_dir):
         return PreferenceStudy.open(StudyPack.load(pack_dir), pack_dir / db_name, StudySettings(**settings))
 
     return opener
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def as_rater():
+    """`as_rater(study, name)`: headers for that rater's link, minted on first use."""
+    minted: dict[tuple[Path, str], str] = {}
+
+    def headers(study: PreferenceStudy, name: str) -> dict[str, str]:
+        key = (study.store.path, name)
+        if key not in minted:
+            minted[key] = study.store.add_link_raters([name], time.time())[name]
+        return bearer(minted[key])
+
+    return headers
+
+
+@pytest.fixture
+def as_owner():
+    """`as_owner(study)`: headers with the study's owner token, minted on first use."""
+    minted: dict[Path, str] = {}
+
+    def headers(study: PreferenceStudy) -> dict[str, str]:
+        if study.store.path not in minted:
+            minted[study.store.path] = study.store.mint_owner_token()
+        return bearer(minted[study.store.path])
+
+    return headers

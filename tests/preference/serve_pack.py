@@ -1,8 +1,11 @@
 """Serve a study pack in its own process for the server tests: prints the URL, then serves until killed.
 
-    python tests/preference/serve_pack.py PACK DB [attention_check_rate] [votes_per_pair]
+    python tests/preference/serve_pack.py PACK DB ['{"attention_check_rate": 0.1, ...}']
+
+The JSON object overrides StudySettings fields; rater links are minted in the database beforehand.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,9 +17,8 @@ from lightning_svd.preference.settings import StudySettings
 
 if __name__ == "__main__":
     pack, db = Path(sys.argv[1]), Path(sys.argv[2])
-    rate = float(sys.argv[3]) if len(sys.argv) > 3 else 0.1
-    votes_per_pair = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-    settings = StudySettings(port=0, attention_check_rate=rate, votes_per_pair=votes_per_pair)
+    overrides = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    settings = StudySettings(port=0, **overrides)
     study = PreferenceStudy.open(StudyPack.load(pack), db, settings)
     server = StudyServer(create_app(study), "127.0.0.1", 0)
     print(server.url, flush=True)

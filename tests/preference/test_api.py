@@ -1,4 +1,5 @@
-"""The HTTP API through Flask's test client: the rating flow, validation, video serving, results, export/import."""
+"""The HTTP API through Flask's test client: the rating flow by rater link, validation, video serving, results,
+export/import."""
 
 import csv
 import io
@@ -22,19 +23,27 @@ def client(study):
     return create_app(study).test_client()
 
 
-def cast(client, rater, pick=lambda item: "left"):
-    """Ask for a pair and vote on it; returns the item (or the done answer)."""
-    item = client.get("/api/next", query_string={"rater": rater}).get_json()
-    if not item.get("done"):
-        answer = client.post("/api/vote", json={"rater": rater, "pair_id": item["pair_id"],
-                                                "question": item["question"], "choice": pick(item)})
-        assert answer.status_code == 200, answer.get_json()
-    return item
+@pytest.fixture
+def cast(client, study, as_rater):
+    def cast_vote(rater, pick=lambda item: "left", on=None):
+        """Ask for a pair as `rater` (a minted link) and vote on it; returns the item (or the done answer)."""
+        on = on or client
+        headers = as_rater(study, rater)
+        item = on.get("/api/next", headers=headers).get_json()
+        if not item.get("done"):
+            answer = on.post("/api/vote", headers=headers, json={"pair_id": item["pair_id"],
+                                                                 "question": item["question"], "choice": pick(item)})
+            assert answer.status_code == 200, answer.get_json()
+        return item
+
+    return cast_vote
 
 
-def test_next_gives_a_pair_with_opaque_video_urls(client, study):
-    item = client.get("/api/next?rater=alice").get_json()
-    assert set(item) == {"pair_id", "question", "question_text", "prompt", "left", "right", "progress"}
+def test_next_gives_a_pair_with_opaque_video_urls(client, study, as_rater):
+    alice = as_rater(study, "alice")
+    item = client.get("/api/next", headers=alice).get_json()
+    assert set(item) == {"rater", "pair_id", "question", "question_text", "prompt", "left", "right", "progress"}
+    assert item["rater"] == "alice"
     assert item["question"] in ("quality", "prompt_following")
     assert item["prompt"] in [p.text for p in study.pack.prompts]
     for side in ("left", "right"):
@@ -43,58 +52,65 @@ def test_next_gives_a_pair_with_opaque_video_urls(client, study):
         video = client.get(url)
         assert video.status_code == 200 and video.mimetype == "video/mp4"
         assert b"ftyp" in video.data[:16]
-    assert client.get("/api/next?rater=alice").get_json()["pair_id"] == item["pair_id"], "an open pair is resumed"
+    assert client.get("/api/next", headers=alice).get_json()["pair_id"] == item["pair_id"], "an open pair is resumed"
     assert item["progress"] == {"answered": 0, "more": 17}
 
 
-def test_vote_is_recorded_once_and_repeats_are_harmless(client, study):
-    item = client.get("/api/next?rater=bob").get_json()
-    vote = {"rater": "bob", "pair_id": item["pair_id"], "question": item["question"], "choice": "right"}
-    assert client.post("/api/vote", json=vote).get_json() == {"status": "recorded"}
-    assert client.post("/api/vote", json=vote).get_json() == {"status": "duplicate"}
-    changed = client.post("/api/vote", json={**vote, "choice": "left"})
+def test_vote_is_recorded_once_and_repeats_are_harmless(client, study, as_rater):
+    bob = as_rater(study, "bob")
+    item = client.get("/api/next", headers=bob).get_json()
+    vote = {"pair_id": item["pair_id"], "question": item["question"], "choice": "right"}
+    assert client.post("/api/vote", headers=bob, json=vote).get_json() == {"status": "recorded"}
+    assert client.post("/api/vote", headers=bob, json=vote).get_json() == {"status": "duplicate"}
+    changed = client.post("/api/vote", headers=bob, json={**vote, "choice": "left"})
     assert changed.status_code == 409 and "other way" in changed.get_json()["error"]
     votes = study.votes()
     assert len(votes) == 1 and votes[0].choice == "right" and votes[0].seconds_on_item >= 0
-    assert client.get("/api/next?rater=bob").get_json()["pair_id"] != item["pair_id"]
+    assert client.get("/api/next", headers=bob).get_json()["pair_id"] != item["pair_id"]
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"pair_id": "x" * 10, "question": "quality", "choice": "left"}, "exactly the keys"),
-    ({"rater": "", "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "rater is required"),
-    ({"rater": "r" * 65, "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "1 to 64"),
-    ({"rater": "a\nb", "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "printable"),
-    ({"rater": "=cmd()", "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "start with a letter"),
-    ({"rater": "a", "pair_id": "../etc", "question": "quality", "choice": "left"}, "pair_id"),
-    ({"rater": "a", "pair_id": "x" * 10, "question": "beauty", "choice": "left"}, "question must be"),
-    ({"rater": "a", "pair_id": "x" * 10, "question": "quality", "choice": "tie"}, "choice must be"),
-    ({"rater": "a", "pair_id": 7, "question": "quality", "choice": "left"}, "pair_id"),
-    ({"rater": "a", "pair_id": "x" * 10, "question": "quality", "choice": "left", "extra": 1}, "exactly the keys"),
+    ({"question": "quality", "choice": "left"}, "exactly the keys"),
+    ({"rater": "a", "pair_id": "x" * 10, "question": "quality", "choice": "left"}, "leave out rater"),
+    ({"pair_id": "../etc", "question": "quality", "choice": "left"}, "pair_id"),
+    ({"pair_id": 7, "question": "quality", "choice": "left"}, "pair_id"),
+    ({"pair_id": "x" * 10, "question": "beauty", "choice": "left"}, "question must be"),
+    ({"pair_id": "x" * 10, "question": ["quality"], "choice": "left"}, "question must be"),
+    ({"pair_id": "x" * 10, "question": {"quality": 1}, "choice": "left"}, "question must be"),
+    ({"pair_id": "x" * 10, "question": "quality", "choice": "tie"}, "choice must be"),
+    ({"pair_id": "x" * 10, "question": "quality", "choice": ["left"]}, "choice must be"),
+    ({"pair_id": "x" * 10, "question": "quality", "choice": "left", "extra": 1}, "exactly the keys"),
     (["a", "list"], "JSON object"),
 ])
-def test_bad_votes_get_400_with_a_message(client, body, message):
-    answer = client.post("/api/vote", json=body)
+def test_bad_votes_get_400_with_a_message(client, study, as_rater, body, message):
+    answer = client.post("/api/vote", headers=as_rater(study, "a"), json=body)
     assert answer.status_code == 400
     assert message in answer.get_json()["error"]
+    assert study.votes() == []
 
 
-def test_malformed_requests(client):
-    assert client.post("/api/vote", data="{nope", content_type="application/json").status_code == 400
-    assert client.post("/api/vote", data="rater=a", content_type="text/plain").status_code == 400
-    assert client.post("/api/vote", data="x" * 10000, content_type="application/json").status_code == 413
-    assert client.get("/api/next").status_code == 400
-    assert client.get("/api/next?rater=%20%20").status_code == 400
+def test_malformed_requests(client, study, as_rater):
+    erin = as_rater(study, "erin")
+    deep = "[" * 2000 + "]" * 2000
+    for data in ("{nope", deep, '{"pair_id": ' + deep + "}", b"\xff\xfe"):
+        answer = client.post("/api/vote", headers=erin, data=data, content_type="application/json")
+        assert answer.status_code == 400, data[:20]
+    assert client.post("/api/vote", headers=erin, data="rater=a", content_type="text/plain").status_code == 400
+    assert client.post("/api/vote", headers=erin, data="x" * 10000, content_type="application/json").status_code == 413
+    assert client.get("/api/next").status_code == 401, "no link, no pair"
+    assert client.get("/api/next", headers={"Authorization": "Basic abc"}).status_code == 401
     assert client.get("/api/vote").status_code == 405
 
 
-def test_pairs_belong_to_their_rater(client):
-    item = client.get("/api/next?rater=carol").get_json()
-    stolen = {"rater": "mallory", "pair_id": item["pair_id"], "question": item["question"], "choice": "left"}
-    assert client.post("/api/vote", json=stolen).status_code == 404
-    unknown = {"rater": "carol", "pair_id": "A" * 24, "question": item["question"], "choice": "left"}
-    assert client.post("/api/vote", json=unknown).status_code == 404
+def test_pairs_belong_to_their_rater(client, study, as_rater):
+    carol, mallory = as_rater(study, "carol"), as_rater(study, "mallory")
+    item = client.get("/api/next", headers=carol).get_json()
+    stolen = {"pair_id": item["pair_id"], "question": item["question"], "choice": "left"}
+    assert client.post("/api/vote", headers=mallory, json=stolen).status_code == 404
+    unknown = {"pair_id": "A" * 24, "question": item["question"], "choice": "left"}
+    assert client.post("/api/vote", headers=carol, json=unknown).status_code == 404
     other = "quality" if item["question"] == "prompt_following" else "prompt_following"
-    mismatch = client.post("/api/vote", json={**stolen, "rater": "carol", "question": other})
+    mismatch = client.post("/api/vote", headers=carol, json={**stolen, "question": other})
     assert mismatch.status_code == 400 and "asks" in mismatch.get_json()["error"]
 
 
@@ -117,22 +133,23 @@ def test_page_and_security_headers(client):
     assert client.get("/api/results").headers["Cache-Control"] == "no-store"
 
 
-def test_video_byte_ranges(client):
-    url = client.get("/api/next?rater=dave").get_json()["left"]["url"]
+def test_video_byte_ranges(client, study, as_rater):
+    url = client.get("/api/next", headers=as_rater(study, "dave")).get_json()["left"]["url"]
     part = client.get(url, headers={"Range": "bytes=0-99"})
     assert part.status_code == 206 and len(part.data) == 100
+    assert client.get(url, headers={"Range": "bytes=99999999-"}).status_code == 416
 
 
-def test_raters_finish_with_every_task_at_target_and_no_repeats(client, study):
+def test_raters_finish_with_every_task_at_target_and_no_repeats(cast, study):
     tasks = study_tasks(study.pack)
     raters = [f"rater{i}" for i in range(5)]
     shown = {rater: [] for rater in raters}
     for _ in range(len(tasks)):
         for rater in raters:
-            item = cast(client, rater)
+            item = cast(rater)
             if not item.get("done"):
                 shown[rater].append(item["pair_id"])
-    assert all(cast(client, rater).get("done") for rater in raters)
+    assert all(cast(rater).get("done") for rater in raters)
     per_task = Counter(v.task for v in study.votes())
     assert set(per_task) == set(tasks) and set(per_task.values()) == {3}
     for rater in raters:
@@ -141,7 +158,7 @@ def test_raters_finish_with_every_task_at_target_and_no_repeats(client, study):
     assert sum(len(s) for s in shown.values()) == 3 * len(tasks)
 
 
-def test_results_rank_the_degraded_arm_last(client, study):
+def test_results_rank_the_degraded_arm_last(client, cast, study, as_owner):
     def prefer_not_degraded(item):
         return "left" if item["left"]["url"] != degraded_url(item) else "right"
 
@@ -152,8 +169,8 @@ def test_results_rank_the_degraded_arm_last(client, study):
 
     for _ in range(20):
         for rater in ("erin", "frank", "grace"):
-            cast(client, rater, prefer_not_degraded)
-    results = client.get("/api/results").get_json()
+            cast(rater, prefer_not_degraded)
+    results = client.get("/api/results", headers=as_owner(study)).get_json()
     assert set(results["rankings"]) == {"quality", "prompt_following", "aggregate"}
     aggregate = results["rankings"]["aggregate"]
     assert aggregate["lowest_arm"] == "degraded" and aggregate["num_votes"] == 54
@@ -165,7 +182,7 @@ def test_results_rank_the_degraded_arm_last(client, study):
     assert results["coverage"]["quality"]["tasks_at_target"] == 9
 
 
-def test_failing_attention_checks_excludes_a_rater(open_study):
+def test_failing_attention_checks_excludes_a_rater(open_study, cast, as_owner):
     study = open_study(attention_check_rate=0.9)
     client = create_app(study).test_client()
     degraded_ids = {study.video_ids[key] for key in study.video_ids if key[0].startswith("degraded:")}
@@ -174,9 +191,9 @@ def test_failing_attention_checks_excludes_a_rater(open_study):
         return "left" if item["left"]["url"].split("/")[-1] in degraded_ids else "right"
 
     for _ in range(12):
-        cast(client, "careless", pick_degraded)
-        cast(client, "careful", lambda item: "right" if pick_degraded(item) == "left" else "left")
-    raters = client.get("/api/results").get_json()["raters"]
+        cast("careless", pick_degraded, on=client)
+        cast("careful", lambda item: "right" if pick_degraded(item) == "left" else "left", on=client)
+    raters = client.get("/api/results", headers=as_owner(study)).get_json()["raters"]
     assert raters["careless"]["attention_checks"] > 0 and raters["careless"]["excluded"]
     assert raters["careful"]["pass_rate"] == 1.0 and not raters["careful"]["excluded"]
     results = study.results()
@@ -184,11 +201,11 @@ def test_failing_attention_checks_excludes_a_rater(open_study):
     assert results["votes"]["counted"] == raters["careful"]["votes"]
 
 
-def test_export_then_import_reproduces_the_votes(client, study, open_study, tmp_path):
+def test_export_then_import_reproduces_the_votes(client, cast, study, open_study, as_owner, tmp_path):
     for _ in range(6):
         for rater in ("henry", "iris"):
-            cast(client, rater, lambda item: "right")
-    exported = client.get("/api/export")
+            cast(rater, lambda item: "right")
+    exported = client.get("/api/export", headers=as_owner(study))
     assert exported.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert len(rows) == 12 and {r["source"] for r in rows} == {"web"}
@@ -199,6 +216,7 @@ def test_export_then_import_reproduces_the_votes(client, study, open_study, tmp_
     assert fresh.import_csv(csv_path) == {"recorded": 12, "duplicate": 0, "conflict": 0}
     assert fresh.import_csv(csv_path) == {"recorded": 0, "duplicate": 12, "conflict": 0}
     assert fresh.results()["rankings"] == study.results()["rankings"]
+    assert {entry["identity"] for entry in fresh.results()["raters"].values()} == {"import"}
 
 
 @pytest.mark.parametrize("row, message", [
@@ -237,35 +255,42 @@ def test_imported_conflicts_keep_the_first_answer(study, tmp_path):
     assert [v.winner for v in study.votes()] == ["crisp"]
 
 
-def test_results_token_guards_results_and_export(open_study):
-    client = create_app(open_study(attention_check_rate=0.0, results_token="s3cret-token")).test_client()
+def test_results_and_export_need_the_owner_token(open_study, as_rater, as_owner):
+    study = open_study(attention_check_rate=0.0, results_token="s3cret-token")
+    client = create_app(study).test_client()
+    owner = as_owner(study)
     for path in ("/api/results", "/api/export"):
         assert client.get(path).status_code == 403
         assert client.get(path, headers={"Authorization": "Bearer wrong-token"}).status_code == 403
+        assert client.get(path, headers=as_rater(study, "zoe")).status_code == 403, "a rater cannot unblind arms"
+        assert client.get(path, headers=owner).status_code == 200
+        assert client.get(path, query_string={"token": owner["Authorization"].split()[1]}).status_code == 200
         assert client.get(path, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
-        assert client.get(path + "?token=s3cret-token").status_code == 200
-    assert client.get("/api/next?rater=zoe").status_code == 200, "raters need no token"
+    assert client.get("/api/next", headers=owner).status_code == 401, "the owner token is no rater's link"
+    assert "owner token" in create_app(open_study(attention_check_rate=0.0)).test_client().get(
+        "/api/results").get_json()["error"]
 
 
-def test_a_pair_left_open_under_other_settings_is_replaced(open_study):
+def test_a_pair_left_open_under_other_settings_is_replaced(open_study, as_rater):
     with_checks = open_study(attention_check_rate=0.9)
     client = create_app(with_checks).test_client()
+    yan = as_rater(with_checks, "yan")
     for _ in range(30):
-        item = client.get("/api/next?rater=yan").get_json()
-        if any(with_checks.video_path(item[s]["url"].split("/")[-1]).parent.name == "attention_checks"
+        item = client.get("/api/next", headers=yan).get_json()
+        if any(with_checks.video_files[item[s]["url"].split("/")[-1]].parent.name == "attention_checks"
                for s in ("left", "right")):
             break
-        client.post("/api/vote", json={"rater": "yan", "pair_id": item["pair_id"], "question": item["question"],
-                                       "choice": "left"})
+        client.post("/api/vote", headers=yan, json={"pair_id": item["pair_id"], "question": item["question"],
+                                                    "choice": "left"})
     else:
         pytest.fail("no attention check was handed out")
     without_checks = create_app(open_study(attention_check_rate=0.0)).test_client()
-    replaced = without_checks.get("/api/next?rater=yan")
+    replaced = without_checks.get("/api/next", headers=yan)
     assert replaced.status_code == 200 and replaced.get_json()["pair_id"] != item["pair_id"]
 
 
-def test_votes_live_in_a_write_ahead_logged_sqlite_file(client, study):
-    cast(client, "wal-rater")
+def test_votes_live_in_a_write_ahead_logged_sqlite_file(cast, study):
+    cast("wal-rater")
     with sqlite3.connect(study.store.path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("SELECT rater FROM votes").fetchall() == [("wal-rater",)]

@@ -1,4 +1,5 @@
-"""A real browser (Debian's headless Chromium, driven by Playwright) rates one pair on the served page.
+"""A real browser (Debian's headless Chromium, driven by Playwright) opens a rater's minted link and rates on the
+served page.
 
 Chromium comes from the system (`apt-get install -y chromium`); nothing is downloaded. Without it this test
 fails with that instruction, because the page's video playback is only checked here.
@@ -13,6 +14,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from lightning_svd.preference.app import create_app
+from lightning_svd.preference.raters import mint
 from lightning_svd.preference.server import StudyServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,8 +42,13 @@ def test_a_rater_votes_in_headless_chromium(open_study):
             page.on("console", lambda message: console_errors.append(message.text) if message.type == "error"
                     else None)
             page.goto(server.url + "/")
-            page.fill("#rater", "browser-rater")
+            page.fill("#rater", "a-free-name")
             page.click("#rater-form button[type=submit]")
+            page.wait_for_function("() => document.querySelector('#error').textContent.includes('personal link')",
+                                   timeout=10_000)
+            link, owner_line = mint(study.store, ["browser-rater"], server.url)
+            owner = {"Authorization": "Bearer " + owner_line.rsplit(": ", 1)[1]}
+            page.goto(link.split("\t")[1])
             state = page.wait_for_function(BOTH_PLAYABLE, timeout=30_000).json_value()
             assert state == "playable", f"Chromium could not play the pack's H.264 videos: {state}"
             page.wait_for_selector("#vote-left:enabled", timeout=10_000)
@@ -54,12 +61,15 @@ def test_a_rater_votes_in_headless_chromium(open_study):
             screenshot = ARTIFACTS / "preference_study_page.png"
             page.screenshot(path=str(screenshot))
             print(f"screenshot: {screenshot}")
+            assert "token" not in page.url, "the token leaves the address bar"
+            assert page.text_content("#progress").startswith("browser-rater: 0 answered")
             sources = page.eval_on_selector_all("#task video", "videos => videos.map((v) => v.currentSrc)")
             assert not [arm for arm in study.pack.arms for src in sources if arm in src], "URLs hide the arm"
             page.click("#vote-left")
             exported = ""
             for _ in range(100):
-                with urllib.request.urlopen(server.url + "/api/export", timeout=10) as response:
+                export = urllib.request.Request(server.url + "/api/export", headers=owner)
+                with urllib.request.urlopen(export, timeout=10) as response:
                     exported = response.read().decode()
                 if "browser-rater" in exported:
                     break
@@ -73,9 +83,14 @@ def test_a_rater_votes_in_headless_chromium(open_study):
             page.keyboard.press("ArrowRight")
             page.wait_for_function("() => document.querySelector('#progress').textContent.includes('2 answered')",
                                    timeout=30_000)
-            with urllib.request.urlopen(server.url + "/api/results", timeout=30) as response:
+            page.reload()
+            page.wait_for_function("() => document.querySelector('#progress').textContent.includes('2 answered')",
+                                   timeout=30_000)
+            results = urllib.request.Request(server.url + "/api/results", headers=owner)
+            with urllib.request.urlopen(results, timeout=30) as response:
                 results = json.loads(response.read())
             assert results["votes"]["total"] == 2
-            assert console_errors == []
+            assert results["raters"]["browser-rater"]["identity"] == "link"
+            assert [error for error in console_errors if "401" not in error] == []
         finally:
             browser.close()

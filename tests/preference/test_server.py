@@ -1,5 +1,5 @@
-"""A real server process on 127.0.0.1: 20 concurrent raters lose and double-count no vote, and a killed and
-restarted server keeps every vote it acknowledged."""
+"""A real server process on 127.0.0.1: 20 concurrent raters (each with a minted link) lose and double-count no
+vote, and a killed and restarted server keeps every vote it acknowledged."""
 
 import csv
 import io
@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -17,19 +18,21 @@ from pathlib import Path
 import pytest
 
 from lightning_svd.preference.demo_pack import write_demo_pack
+from lightning_svd.preference.store import VoteStore
 
 REPO = Path(__file__).resolve().parents[2]
 REQUEST_TIMEOUT_S = 60
+NO_RATE_LIMIT = {"rater_requests_per_minute": 1000000, "address_requests_per_minute": 1000000}
 
 
 class RunningServer:
     """`serve_pack.py` in a child process; waits for its URL line, kills it on exit."""
 
-    def __init__(self, pack: Path, db: Path, attention_check_rate: float, votes_per_pair: int):
+    def __init__(self, pack: Path, db: Path, **settings):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("serve_pack.py")), str(pack), str(db),
-             str(attention_check_rate), str(votes_per_pair)],
+             json.dumps(settings)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
         ready, _, _ = select.select([self.process.stdout], [], [], 60)
         line = self.process.stdout.readline().strip() if ready else ""
@@ -45,9 +48,10 @@ class RunningServer:
         self.process.stderr.close()
 
 
-def call(url: str, payload: dict | None = None):
+def call(url: str, payload: dict | None = None, token: str | None = None):
     data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
             body = response.read().decode()
@@ -67,23 +71,26 @@ def big_pack(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_twenty_concurrent_raters_lose_and_double_count_nothing(big_pack, tmp_path):
     raters, votes_each = 20, 50
-    server = RunningServer(big_pack, tmp_path / "votes.sqlite", attention_check_rate=0.1, votes_per_pair=raters)
-    recorded = {f"rater{i:02d}": [] for i in range(raters)}
+    store = VoteStore(tmp_path / "votes.sqlite")
+    tokens = store.add_link_raters([f"rater{i:02d}" for i in range(raters)], time.time())
+    owner = store.mint_owner_token()
+    server = RunningServer(big_pack, store.path, attention_check_rate=0.1, votes_per_pair=raters, **NO_RATE_LIMIT)
+    recorded = {rater: [] for rater in tokens}
     failures = []
 
     def rate(rater: str) -> None:
         for attempt in range(3 * votes_each):
             if len(recorded[rater]) == votes_each:
                 return
-            status, item = call(f"{server.url}/api/next?rater={rater}")
+            status, item = call(f"{server.url}/api/next", token=tokens[rater])
             if status != 200 or item.get("done"):
                 failures.append((rater, "next", status, item))
                 return
-            vote = {"rater": rater, "pair_id": item["pair_id"], "question": item["question"],
+            vote = {"pair_id": item["pair_id"], "question": item["question"],
                     "choice": "left" if attempt % 3 else "right"}
             repeats = 2 if attempt % 5 == 0 else 1
             for _ in range(repeats):
-                status, answer = call(f"{server.url}/api/vote", vote)
+                status, answer = call(f"{server.url}/api/vote", vote, token=tokens[rater])
                 if status != 200:
                     failures.append((rater, "vote", status, answer))
                     return
@@ -98,8 +105,8 @@ def test_twenty_concurrent_raters_lose_and_double_count_nothing(big_pack, tmp_pa
             thread.join(timeout=240)
         assert not any(thread.is_alive() for thread in threads), "a rater thread hung"
         assert failures == []
-        status, exported = call(f"{server.url}/api/export")
-        status_results, results = call(f"{server.url}/api/results")
+        status, exported = call(f"{server.url}/api/export", token=owner)
+        status_results, results = call(f"{server.url}/api/results", token=owner)
     finally:
         server.kill()
     assert status == 200 and status_results == 200
@@ -115,27 +122,30 @@ def test_twenty_concurrent_raters_lose_and_double_count_nothing(big_pack, tmp_pa
 
 
 def test_killed_server_keeps_every_vote_and_resumes_open_pairs(pack_dir, tmp_path):
-    db = tmp_path / "votes.sqlite"
-    server = RunningServer(pack_dir, db, attention_check_rate=0.0, votes_per_pair=3)
+    store = VoteStore(tmp_path / "votes.sqlite")
+    tokens = store.add_link_raters(["ann", "ben"], time.time())
+    owner = store.mint_owner_token()
+    server = RunningServer(pack_dir, store.path, attention_check_rate=0.0, votes_per_pair=3)
     try:
         for _ in range(5):
             for rater in ("ann", "ben"):
-                _, item = call(f"{server.url}/api/next?rater={rater}")
-                status, _ = call(f"{server.url}/api/vote", {"rater": rater, "pair_id": item["pair_id"],
-                                                            "question": item["question"], "choice": "left"})
+                _, item = call(f"{server.url}/api/next", token=tokens[rater])
+                status, _ = call(f"{server.url}/api/vote", {"pair_id": item["pair_id"], "question": item["question"],
+                                                            "choice": "left"}, token=tokens[rater])
                 assert status == 200
-        _, open_item = call(f"{server.url}/api/next?rater=ann")
+        _, open_item = call(f"{server.url}/api/next", token=tokens["ann"])
     finally:
         server.kill()
     assert server.process.returncode == -9
 
-    restarted = RunningServer(pack_dir, db, attention_check_rate=0.0, votes_per_pair=3)
+    restarted = RunningServer(pack_dir, store.path, attention_check_rate=0.0, votes_per_pair=3)
     try:
-        _, exported = call(f"{restarted.url}/api/export")
-        _, resumed = call(f"{restarted.url}/api/next?rater=ann")
-        status, answer = call(f"{restarted.url}/api/vote", {"rater": "ann", "pair_id": resumed["pair_id"],
-                                                            "question": resumed["question"], "choice": "right"})
-        _, results = call(f"{restarted.url}/api/results")
+        _, exported = call(f"{restarted.url}/api/export", token=owner)
+        _, resumed = call(f"{restarted.url}/api/next", token=tokens["ann"])
+        status, answer = call(f"{restarted.url}/api/vote", {"pair_id": resumed["pair_id"],
+                                                            "question": resumed["question"], "choice": "right"},
+                              token=tokens["ann"])
+        _, results = call(f"{restarted.url}/api/results", token=owner)
     finally:
         restarted.kill()
     assert len(list(csv.DictReader(io.StringIO(exported)))) == 10

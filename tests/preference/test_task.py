@@ -64,6 +64,11 @@ def test_results_from_imported_votes_without_serving(pack_dir, tmp_path):
     (["study.serve=maybe"], "serve"),
     (["study.results_token=short"], "results_token"),
     (["study.port=70000"], "port"),
+    (["study.open_enrollment=maybe"], "open_enrollment"),
+    (["study.lease_s=0"], "lease_s"),
+    (["study.max_pending_per_address=0"], "max_pending_per_address"),
+    (["study.rate_limit.rater_per_minute=0"], "rate_limit.rater_per_minute"),
+    (["study.rate_limit.address_per_minute=-1"], "rate_limit.address_per_minute"),
 ])
 def test_bad_settings_are_user_errors(pack_dir, tmp_path, overrides, message):
     if overrides:
@@ -82,6 +87,11 @@ def test_unwritable_database_location_is_a_user_error(pack_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_run_py_serves_until_stopped_then_writes_results(pack_dir, tmp_path, stop_signal):
+    minted = subprocess.run([sys.executable, "-m", "lightning_svd.preference.raters", "mint", "--pack", str(pack_dir),
+                             "stopper"], capture_output=True, text=True, check=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+    token = minted.split("?token=")[1].split()[0]
+    owner = minted.split("owner token")[1].split(": ")[1].strip()
     process = subprocess.Popen(
         [sys.executable, "run.py", "experiment=preference_study", f"run_dir={tmp_path / 'run'}",
          f"study.pack={pack_dir}", "study.port=0", "study.elo.orders=50", "study.bradley_terry.bootstrap_rounds=50"],
@@ -97,13 +107,16 @@ def test_run_py_serves_until_stopped_then_writes_results(pack_dir, tmp_path, sto
             if "rating page at " in line:
                 url = line.split("rating page at ")[1].split()[0].rstrip("/")
         assert url and url.startswith("http://127.0.0.1:"), "".join(seen)
-        with urllib.request.urlopen(f"{url}/api/next?rater=stopper", timeout=30) as response:
+        rater = {"Authorization": f"Bearer {token}"}
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/api/next", headers=rater), timeout=30) as response:
             item = json.loads(response.read())
-        vote = json.dumps({"rater": "stopper", "pair_id": item["pair_id"], "question": item["question"],
-                           "choice": "left"}).encode()
-        request = urllib.request.Request(f"{url}/api/vote", data=vote, headers={"Content-Type": "application/json"})
+        vote = json.dumps({"pair_id": item["pair_id"], "question": item["question"], "choice": "left"}).encode()
+        request = urllib.request.Request(f"{url}/api/vote", data=vote,
+                                         headers={"Content-Type": "application/json", **rater})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read()) == {"status": "recorded"}
+        with urllib.request.urlopen(f"{url}/api/results?token={owner}", timeout=30) as response:
+            assert json.loads(response.read())["votes"]["total"] == 1
         process.send_signal(stop_signal)
         assert process.wait(timeout=60) == 0, process.stderr.read()
     finally:

@@ -1,7 +1,9 @@
 "use strict";
 
 const RATER_KEY = "preference-study-rater";
-const state = { rater: null, item: null, busy: false };
+const TOKEN_KEY = "preference-study-token";
+// A rater comes with a personal link (?token=...) or, in an open study, with a name typed in.
+const state = { rater: null, token: null, item: null, busy: false };
 const byId = (id) => document.getElementById(id);
 
 function show(sectionId) {
@@ -15,8 +17,10 @@ function showError(message) {
   box.hidden = !message;
 }
 
-async function api(path, options) {
-  const response = await fetch(path, options);
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, { ...options, headers });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
   return body;
@@ -27,8 +31,9 @@ function setVoting(enabled) {
   byId("vote-right").disabled = !enabled;
 }
 
-function setProgress(progress) {
-  byId("progress").textContent = `${state.rater}: ${progress.answered} answered, up to ${progress.more} more`;
+function setProgress(item) {
+  const { answered, more } = item.progress;
+  byId("progress").textContent = `${item.rater}: ${answered} answered, up to ${more} more`;
 }
 
 function whenPlayable(video) {
@@ -42,8 +47,9 @@ function whenPlayable(video) {
 
 async function loadNext() {
   setVoting(false);
-  const item = await api(`/api/next?rater=${encodeURIComponent(state.rater)}`);
-  setProgress(item.progress);
+  const query = state.token ? "" : `?rater=${encodeURIComponent(state.rater)}`;
+  const item = await api(`/api/next${query}`);
+  setProgress(item);
   if (item.done) {
     state.item = null;
     show("done");
@@ -74,7 +80,12 @@ async function vote(choice) {
     await api("/api/vote", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ rater: state.rater, pair_id: item.pair_id, question: item.question, choice }),
+      body: JSON.stringify({
+        ...(state.token ? {} : { rater: state.rater }),
+        pair_id: item.pair_id,
+        question: item.question,
+        choice,
+      }),
     });
     showError("");
     await loadNext();
@@ -86,9 +97,11 @@ async function vote(choice) {
   }
 }
 
-async function start(rater) {
+async function start({ rater = null, token = null }) {
   state.rater = rater;
-  localStorage.setItem(RATER_KEY, rater);
+  state.token = token;
+  if (rater) localStorage.setItem(RATER_KEY, rater);
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
   showError("");
   try {
     await loadNext();
@@ -100,12 +113,14 @@ async function start(rater) {
 byId("rater-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const rater = byId("rater").value.trim();
-  if (rater) start(rater);
+  if (rater) start({ rater });
 });
 byId("vote-left").addEventListener("click", () => vote("left"));
 byId("vote-right").addEventListener("click", () => vote("right"));
 byId("switch-rater").addEventListener("click", () => {
   state.item = null;
+  state.token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
   byId("progress").textContent = "";
   show("sign-in");
   byId("rater").focus();
@@ -115,5 +130,12 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "ArrowLeft") vote("left");
   if (event.key === "ArrowRight") vote("right");
 });
-byId("rater").value = localStorage.getItem(RATER_KEY) || "";
-byId("rater").focus();
+const linkToken = new URLSearchParams(window.location.search).get("token");
+if (linkToken) history.replaceState(null, "", "/"); // keep the token out of the address bar and history
+const token = linkToken || sessionStorage.getItem(TOKEN_KEY);
+if (token) {
+  start({ token });
+} else {
+  byId("rater").value = localStorage.getItem(RATER_KEY) || "";
+  byId("rater").focus();
+}
