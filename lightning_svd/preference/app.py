@@ -146,7 +146,7 @@ def create_app(study: PreferenceStudy) -> Flask:
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    def identify(named) -> tuple[str, str | None]:
+    def identify(named, enrol: bool) -> tuple[str, str | None]:
         """The rater a request speaks for, and (open enrolment only) the address whose held pairs are capped."""
         token = _bearer_token()
         if token is not None:
@@ -154,7 +154,7 @@ def create_app(study: PreferenceStudy) -> Flask:
                 raise InvalidInput("a rater link names its rater; leave out rater")
             rater, open_address = study.rater_for_token(token), None
         else:
-            rater, open_address = study.open_rater(named), request.remote_addr or "unknown"
+            rater, open_address = study.open_rater(named, enrol), request.remote_addr or "unknown"
         rater_limit.take(rater)
         return rater, open_address
 
@@ -188,13 +188,13 @@ def create_app(study: PreferenceStudy) -> Flask:
 
     @app.get("/api/next")
     def next_pair():
-        rater, open_address = identify(request.args.get("rater"))
+        rater, open_address = identify(request.args.get("rater"), enrol=True)
         return jsonify(study.next_item(rater, open_address))
 
     @app.post("/api/vote")
     def vote():
         payload = _json_object()
-        rater, open_address = identify(payload.get("rater"))
+        rater, open_address = identify(payload.get("rater"), enrol=False)
         pair_id, question, choice = _vote_fields(payload, VOTE_KEYS | ({"rater"} if open_address else set()))
         return jsonify(study.vote(rater, pair_id, question, choice))
 

@@ -87,12 +87,13 @@ class PreferenceStudy:
             raise Forbidden("this rater link was revoked by the study owner")
         return rater.name
 
-    def open_rater(self, name) -> str:
-        """A free name, taken only where the owner switched open enrolment on."""
+    def open_rater(self, name, enrol: bool) -> str:
+        """A free name, taken only where the owner switched open enrolment on and never one that has a link;
+        `enrol` records it (when it asks for a pair: a vote needs one first, so a vote enrols nobody)."""
         if not self.settings.open_enrollment:
             raise Unauthorized("this study rates by personal link: open the link the study owner sent you")
         rater = validate_rater(name)
-        self.store.enrol_open(rater, time.time())
+        self.store.enrol_open(rater, time.time(), record=enrol)
         return rater
 
     def is_owner(self, token: str) -> bool:

@@ -260,12 +260,14 @@ class VoteStore:
                                      (token_hash(token),)).fetchone()
         return Rater(*row) if row else None
 
-    def enrol_open(self, name: str, now: float) -> None:
-        """Record a free name the first time it rates; a name that has a link may not be used without it."""
+    def enrol_open(self, name: str, now: float, record: bool = True) -> None:
+        """Check a free name (one that has a link may not be used without it) and, with `record`, note it the
+        first time it rates."""
         with self.transaction() as tx:
-            tx.connection.execute("INSERT OR IGNORE INTO raters VALUES (?, ?, NULL, ?, NULL)", (name, OPEN, now))
-            kind = tx.connection.execute("SELECT kind FROM raters WHERE name = ?", (name,)).fetchone()[0]
-        if kind != OPEN:
+            if record:
+                tx.connection.execute("INSERT OR IGNORE INTO raters VALUES (?, ?, NULL, ?, NULL)", (name, OPEN, now))
+            row = tx.connection.execute("SELECT kind FROM raters WHERE name = ?", (name,)).fetchone()
+        if row and row[0] != OPEN:
             raise Forbidden(f"the name {name!r} belongs to a rater with a personal link; open that link instead")
 
     def raters(self) -> dict[str, Rater]:
