@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 
 
 def validate_rater(value) -> str:
-    """A rater name or token: 1 to 64 printable characters starting with a letter or digit (so a spreadsheet
-    never reads an exported name as a formula), surrounding spaces dropped."""
+    """A rater name: 1 to 64 printable characters starting with a letter or digit (so a spreadsheet never reads
+    an exported name as a formula, and Markdown never a list), surrounding spaces dropped."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("rater is required: a name or token of 1 to 64 printable characters")
+        raise InvalidInput("rater is required: a name of 1 to 64 printable characters")
     rater = value.strip()
     if len(rater) > MAX_RATER_LENGTH or not rater.isprintable():
         raise InvalidInput(f"rater must be 1 to {MAX_RATER_LENGTH} printable characters")
