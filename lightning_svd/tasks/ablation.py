@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from data_modules.arms import CRITERIA, random_subset, read_clip_table, threshold_arms
+from data_modules.arms import CRITERIA, random_subset, threshold_arms
 from lightning_svd.ablation.data import (
     GroundTruth,
     Split,
@@ -76,6 +76,7 @@ from lightning_svd.ablation.variants import (
     image_init_arms,
     pretrained_image_model,
 )
+from lightning_svd.clip_table import read_clip_table
 from lightning_svd.config import check_required_paths, load_config
 from lightning_svd.diffusion import build_diffusion
 from lightning_svd.errors import UserError
@@ -245,7 +246,7 @@ def elo_from_votes(pack_root: Path) -> dict[str, float]:
     from lightning_svd.preference.results import AGGREGATE
     from lightning_svd.preference.service import PreferenceStudy
     from lightning_svd.preference.settings import StudySettings
-    from lightning_svd.tasks.study import DEFAULT_DB_NAME
+    from lightning_svd.preference.store import DEFAULT_DB_NAME
 
     db = pack_root / DEFAULT_DB_NAME
     if not db.is_file():

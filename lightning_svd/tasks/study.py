@@ -17,8 +17,8 @@ from ..preference.results import render_markdown
 from ..preference.server import StudyServer, is_loopback
 from ..preference.service import PreferenceStudy
 from ..preference.settings import StudySettings
+from ..preference.store import DEFAULT_DB_NAME
 
-DEFAULT_DB_NAME = "votes.sqlite"
 CHART_NAME = "elo_gain.png"
 
 
@@ -38,10 +38,12 @@ def run(cfg, ctx) -> dict:
                      f"already there, {counts['conflict']} contradicting an earlier answer (kept the earlier)")
     if section["serve"]:
         server = StudyServer(create_app(study), settings.host, settings.port)
-        if not is_loopback(settings.host):
-            ctx.log.warning(f"serving on {settings.host}: anyone who can reach this address can vote"
-                            + ("" if settings.results_token else "; set study.results_token so raters cannot "
-                               "read /api/results and /api/export"))
+        if settings.open_enrollment and not is_loopback(settings.host):
+            ctx.log.warning(f"serving an open study on {settings.host}: anyone who can reach this address can rate "
+                            "under any free name")
+        if not settings.open_enrollment and not study.store.raters():
+            ctx.log.warning(f"no rater links yet, so every rater is refused: python -m lightning_svd.preference.raters "
+                            f"mint --pack {pack.root} NAME ... (or study.open_enrollment=true)")
         ctx.log.info(f"rating page at {server.url}/  (Ctrl-C stops the study and writes the results)")
         server.serve_until_interrupted()
     results = {"experiment": cfg.experiment, "profile": cfg.profile, "db": str(study.store.path),
