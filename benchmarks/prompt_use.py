@@ -15,8 +15,8 @@ import argparse
 import torch
 
 from data_modules.clips import ClipDataModule
+from data_modules.motion_buckets import MotionBuckets
 from lightning_svd.stages import load_stage
-from lightning_svd.stages.motion_buckets import MotionBuckets
 
 
 def x0_errors(stage, batch: dict, num_frames: int, sigmas: list[float], seed: int) -> list[float]:

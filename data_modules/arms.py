@@ -1,24 +1,28 @@
 """The paper's curation ablation data: a reproducible random subset, threshold arms, and the combined filter.
 
 - `random_subset`: the paper's LVD-10M is a random draw from the curated table. Membership is decided by a hash of
-  (seed, clip_id), never by row order, so every engine, shard layout and machine draws the same subset.
+  (seed, clip_id), never by row order, so every engine, shard layout and machine draws the same subset
+  (data_modules/subsets.py draws it from tables too large for memory).
 - `threshold_arms`: per criterion, remove the worst 0 / 12.5 / 25 / 50 % of the subset (lowest aesthetic or CLIP
-  score, most text, least motion). Each arm removes floor(f * n + 1/2) clips, ranked once, so arms are nested.
+  score, most text, least motion). Each arm removes floor(f * n + 1/2) clips of one total order (worst score first,
+  ties by hash), so arms are nested.
 - `combined_filter`: the paper's LVD-F: several rules (a percentile or an absolute threshold such as text area above
   0.07), the count each removes on its own, and what survives all of them.
+
+Everything works on Arrow columns and numpy: the only per-row Python is hashlib's sha256 of each clip id (about
+0.5 us a clip), and the worst clips are found by partition, hashing only the clips tied at the boundary.
 """
 
 import hashlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lightning_svd.clip_table import ok_rows
 from lightning_svd.errors import UserError
-from lightning_svd.reporting.dataset_stats import column_statistics
 
 
 @dataclass(frozen=True)
@@ -34,16 +38,7 @@ CRITERIA = {
     "flow": Criterion("flow_score", "lowest"),
 }
 PAPER_REMOVED_FRACTIONS = (0.0, 0.125, 0.25, 0.5)
-
-
-def read_clip_table(path: str | Path) -> pa.Table:
-    """Every part file of a clip table (a Parquet file or folder; `_`/`.`-prefixed markers are skipped)."""
-    import pyarrow.dataset as ds
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(f"clip table not found: {path}; run `python run.py experiment=curate` or set its path")
-    return ds.dataset(str(path), format="parquet").to_table()
+HASH_SLICE = 1 << 18  # clip ids turned into Python bytes at a time
 
 
 def subset_key(seed: int, clip_id: str) -> int:
@@ -51,20 +46,50 @@ def subset_key(seed: int, clip_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()[:8], "big")
 
 
-def ok_rows(table: pa.Table) -> pa.Table:
-    return table.filter(pc.equal(table["status"], "ok"))
+def subset_keys(seed: int, clip_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """`subset_key` of every clip id, as uint64, a slice at a time so no whole column becomes Python objects."""
+    if clip_ids.null_count:
+        raise UserError(f"{clip_ids.null_count} clips have no clip_id; the clip-table contract gives every clip one")
+    prefix = hashlib.sha256(f"{seed}:".encode())
+
+    def digest(clip_id: bytes) -> bytes:
+        state = prefix.copy()
+        state.update(clip_id)
+        return state.digest()[:8]
+
+    slices = [b"".join(map(digest, clip_ids.slice(start, HASH_SLICE).cast(pa.binary()).to_pylist()))
+              for start in range(0, len(clip_ids), HASH_SLICE)]
+    return np.frombuffer(b"".join(slices), dtype=">u8").astype(np.uint64)
+
+
+def first_in_order(keys: np.ndarray, count: int) -> np.ndarray:
+    """The indices of the `count` smallest keys in (key, index) order: `np.argsort(keys, kind="stable")[:count]`
+    found by partition, so only the chosen ones are sorted."""
+    if count >= len(keys):
+        return np.argsort(keys, kind="stable")
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    kth = np.partition(keys, count - 1)[count - 1]
+    below = np.flatnonzero(keys < kth)
+    chosen = np.union1d(below, np.flatnonzero(keys == kth)[: count - len(below)])
+    return chosen[np.argsort(keys[chosen], kind="stable")]
+
+
+def subset_count(total: int, size: int | None = None, fraction: float | None = None) -> int:
+    """How many of `total` ok clips a subset of `size` clips or `fraction` of them holds."""
+    if (size is None) == (fraction is None):
+        raise UserError("give exactly one of subset size or fraction")
+    count = size if size is not None else int(math.floor(fraction * total + 0.5))
+    if not 0 < count <= total:
+        raise UserError(f"subset of {count} clips asked from a table of {total} ok clips")
+    return count
 
 
 def random_subset(table: pa.Table, seed: int, size: int | None = None, fraction: float | None = None) -> pa.Table:
     """The `size` (or `fraction` of) ok clips that come first in the seed's hash order, in that order."""
     table = ok_rows(table)
-    if (size is None) == (fraction is None):
-        raise UserError("give exactly one of subset size or fraction")
-    count = size if size is not None else int(math.floor(fraction * table.num_rows + 0.5))
-    if not 0 < count <= table.num_rows:
-        raise UserError(f"subset of {count} clips asked from a table of {table.num_rows} ok clips")
-    keys = [subset_key(seed, clip_id) for clip_id in table["clip_id"].to_pylist()]
-    return table.take(np.argsort(keys, kind="stable")[:count])
+    count = subset_count(table.num_rows, size, fraction)
+    return table.take(first_in_order(subset_keys(seed, table["clip_id"]), count))
 
 
 @dataclass
@@ -80,26 +105,35 @@ class Arm:
     def num_clips(self) -> int:
         return self.table.num_rows
 
-    def summary(self) -> dict:
-        return {"name": self.name, "criterion": self.criterion, "removed_fraction": self.removed_fraction,
-                "num_clips": self.num_clips, "threshold": self.threshold, **table_statistics(self.table)}
 
-
-def worst_first(table: pa.Table, criterion: str, seed: int = 0) -> np.ndarray:
-    """Row order from the worst score to the best; ties broken by the hash order so the ranking is total."""
+def badness(table: pa.Table, criterion: str) -> np.ndarray:
+    """Each clip's score on `criterion`, signed so that larger is better-kept: the worst clips have the smallest."""
     if criterion not in CRITERIA:
         raise UserError(f"unknown criterion '{criterion}'; valid criteria: {', '.join(CRITERIA)}")
     spec = CRITERIA[criterion]
     if spec.column not in table.column_names:
         raise UserError(f"the clip table has no column {spec.column}; curate with that score switched on")
-    scores = table[spec.column].to_pylist()
-    missing = sum(s is None for s in scores)
+    values = table[spec.column].to_numpy().astype(np.float64)  # nulls become NaN
+    missing = int(np.isnan(values).sum())
     if missing:
         raise UserError(f"{missing} clips have no {spec.column}; the {criterion} ablation needs it for every clip")
-    values = np.asarray(scores, dtype=np.float64)
-    badness = values if spec.worst == "lowest" else -values
-    ties = np.array([subset_key(seed, c) for c in table["clip_id"].to_pylist()], dtype=np.uint64)
-    return np.lexsort((ties, badness))
+    return values if spec.worst == "lowest" else -values
+
+
+def worst_rows(table: pa.Table, bad: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """A mask of the `count` worst clips: smallest `bad` first, ties broken by the hash order of `seed` (then by row),
+    so the order is total and every count takes a prefix of it. Only the clips tied at the boundary are hashed."""
+    mask = np.zeros(len(bad), dtype=bool)
+    if count == 0:
+        return mask
+    kth = np.partition(bad, count - 1)[count - 1]
+    mask[bad < kth] = True
+    ties = np.flatnonzero(bad == kth)
+    needed = count - int(mask.sum())
+    if needed < len(ties):
+        ties = ties[np.argsort(subset_keys(seed, table["clip_id"].take(ties)), kind="stable")[:needed]]
+    mask[ties] = True
+    return mask
 
 
 def removed_count(fraction: float, total: int) -> int:
@@ -108,19 +142,42 @@ def removed_count(fraction: float, total: int) -> int:
     return int(math.floor(fraction * total + 0.5))
 
 
-def threshold_arms(table: pa.Table, criterion: str, removed_fractions=PAPER_REMOVED_FRACTIONS, seed: int = 0):
-    """One arm per removed fraction, each removing the worst clips of a single ranking (so arms are nested)."""
+@dataclass(frozen=True)
+class ArmCut:
+    """An arm before its table is cut: which clips of the ranked table it keeps (a mask), so a caller can handle
+    one arm of a large table at a time."""
+
+    name: str
+    criterion: str
+    removed_fraction: float
+    threshold: float | None  # the worst score still kept (None for the arm that removes nothing)
+    kept: np.ndarray
+
+
+def threshold_cuts(table: pa.Table, criterion: str, removed_fractions=PAPER_REMOVED_FRACTIONS,
+                   seed: int = 0) -> list[ArmCut]:
+    """One cut per removed fraction of the ok clips of `table`, each removing the worst clips of a single ranking."""
     table = ok_rows(table)
-    order = worst_first(table, criterion, seed)
-    column = CRITERIA[criterion].column
-    arms = []
+    bad = badness(table, criterion)
+    cuts = []
     for fraction in sorted(removed_fractions):
         removed = removed_count(fraction, table.num_rows)
-        kept = np.sort(order[removed:])
-        threshold = float(table[column][int(order[removed])].as_py()) if removed else None
+        kept = ~worst_rows(table, bad, removed, seed)
+        threshold = None
+        if removed:  # the first clip kept in the ranking, back in the score's own sign
+            first_kept = float(bad[kept].min())
+            threshold = -first_kept if CRITERIA[criterion].worst == "highest" else first_kept
         percent = f"{100 * fraction:g}".replace(".", "_")
-        arms.append(Arm(f"{criterion}_remove_{percent}pct", criterion, fraction, threshold, table.take(kept)))
-    return arms
+        cuts.append(ArmCut(f"{criterion}_remove_{percent}pct", criterion, fraction, threshold, kept))
+    return cuts
+
+
+def threshold_arms(table: pa.Table, criterion: str, removed_fractions=PAPER_REMOVED_FRACTIONS,
+                   seed: int = 0) -> list[Arm]:
+    """One arm per removed fraction, each removing the worst clips of a single ranking (so arms are nested)."""
+    table = ok_rows(table)
+    return [Arm(cut.name, criterion, cut.removed_fraction, cut.threshold, table.filter(pa.array(cut.kept)))
+            for cut in threshold_cuts(table, criterion, removed_fractions, seed)]
 
 
 @dataclass(frozen=True)
@@ -136,13 +193,11 @@ class Rule:
             raise UserError(f"rule on {self.criterion}: give exactly one of remove_fraction or threshold")
 
     def removed_mask(self, table: pa.Table, seed: int = 0) -> np.ndarray:
-        mask = np.zeros(table.num_rows, dtype=bool)
-        order = worst_first(table, self.criterion, seed)
+        bad = badness(table, self.criterion)
         if self.remove_fraction is not None:
-            mask[order[:removed_count(self.remove_fraction, table.num_rows)]] = True
-            return mask
-        values = np.asarray(table[CRITERIA[self.criterion].column].to_pylist(), dtype=np.float64)
-        return values > self.threshold if CRITERIA[self.criterion].worst == "highest" else values < self.threshold
+            return worst_rows(table, bad, removed_count(self.remove_fraction, table.num_rows), seed)
+        limit = -self.threshold if CRITERIA[self.criterion].worst == "highest" else self.threshold
+        return bad < limit
 
     def describe(self) -> str:
         column = CRITERIA[self.criterion].column
@@ -162,22 +217,34 @@ PAPER_RULES = (
 )
 
 
-def combined_filter(table: pa.Table, rules=PAPER_RULES, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class RuleCount:
+    rule: str
+    removed: int  # clips this rule removes on its own
+
+
+@dataclass
+class CombinedFilter:
+    """What the combined filter did to a table: each rule's own count, and the clips that survive every rule."""
+
+    rules: tuple[RuleCount, ...]
+    num_input: int
+    num_removed: int
+    table: pa.Table
+
+    @property
+    def num_kept(self) -> int:
+        return self.table.num_rows
+
+
+def combined_filter(table: pa.Table, rules=PAPER_RULES, seed: int = 0) -> CombinedFilter:
     """Apply every rule to the same table: each rule's own count, the clips surviving all, and their table."""
     table = ok_rows(table)
-    masks = {rule.describe(): rule.removed_mask(table, seed) for rule in rules}
-    removed_any = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(table.num_rows, bool)
-    kept = table.filter(pa.array(~removed_any))
-    return {
-        "rules": [{"rule": name, "removed": int(mask.sum())} for name, mask in masks.items()],
-        "num_input": table.num_rows,
-        "num_removed": int(removed_any.sum()),
-        "num_kept": kept.num_rows,
-        "table": kept,
-    }
-
-
-def table_statistics(table: pa.Table) -> dict:
-    """Table 1-style statistics of any clip table or arm."""
-    columns = ("video_path", "start_s", "end_s", "num_frames", "status", "flow_score")
-    return column_statistics({c: table[c].to_pylist() for c in columns})
+    removed_any = np.zeros(table.num_rows, dtype=bool)
+    counts = []
+    for rule in rules:
+        mask = rule.removed_mask(table, seed)
+        counts.append(RuleCount(rule.describe(), int(mask.sum())))
+        removed_any |= mask
+    return CombinedFilter(tuple(counts), table.num_rows, int(removed_any.sum()),
+                          table.filter(pc.invert(pa.array(removed_any))))

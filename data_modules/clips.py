@@ -1,7 +1,7 @@
 """The clip DataModule: T frames of a curated clip at a random stride, resized and centre-cropped, a caption.
 
-Reads the clip table (Parquet file or folder, contract in SPEC.md; rows whose status is not `ok` are
-skipped) and decodes each sample's frames with PyAV. A sample is
+Reads the `ok` rows of the clip table through lightning_svd/clip_table.py (an Arrow table, indexed per sample, never
+a list of Python rows) and decodes each sample's frames with PyAV. A sample is
 `{"video": (T, 3, H, W) in [-1, 1], "txt", "fps_id", "motion_bucket_id", "clip_id"}` where
 fps_id = fps / stride - 1 (the released models' convention) and motion_bucket_id comes from flow_score
 through the model's `MotionBuckets`. Captions are drawn with p = 0.5 / 0.25 / 0.25 over CoCa / VideoBLIP /
@@ -17,45 +17,36 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import pyarrow.dataset as ds
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from data_modules.motion_buckets import MotionBuckets
+from lightning_svd.clip_table import CAPTION_SOURCES, ClipTable
 from lightning_svd.errors import UserError
-from lightning_svd.stages.motion_buckets import MotionBuckets
 from lightning_svd.video import read_frames
 
 REQUIRED_COLUMNS = ("clip_id", "video_path", "start_frame", "end_frame", "fps", "status")
-CAPTION_COLUMNS = {"coca": "caption_coca", "vblip": "caption_vblip", "llm": "caption_llm", "sidecar": "caption_sidecar"}
 PAPER_CAPTION_PROBABILITIES = {"coca": 0.5, "vblip": 0.25, "llm": 0.25, "sidecar": 0.5}  # E.2.2, + dataset's own
 
 
-def read_clip_table(path: str | Path) -> list[dict]:
-    """The `ok` rows of a clip table (a Parquet file or a folder of part files)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(f"clip table {path} not found; set train.data.table to a Parquet file or folder")
-    table = ds.dataset(str(path), format="parquet").to_table()
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise UserError(f"clip table {path} lacks columns {missing}; it must follow the clip-table contract")
-    rows = [row for row in table.to_pylist() if row["status"] == "ok"]
-    root = path if path.is_dir() else path.parent
-    for row in rows:
-        video = Path(row["video_path"])
-        row["video_path"] = str(video if video.is_absolute() else root / video)
-    return rows
+def read_clips(path: str | Path) -> pa.Table:
+    """The `ok` rows of a clip table (a Parquet file or a folder of part files) that a sample can be drawn from."""
+    table = ClipTable(path, setting="train.data.table")
+    table.require(REQUIRED_COLUMNS, "the clip DataModule reads them")
+    return table.read(ok_only=True)
 
 
 class CaptionSampler:
     """One caption per sample: each source with its probability, renormalised over the non-empty ones."""
 
     def __init__(self, probabilities: Mapping[str, float]):
-        unknown = sorted(set(probabilities) - set(CAPTION_COLUMNS))
+        unknown = sorted(set(probabilities) - set(CAPTION_SOURCES))
         if unknown:
-            raise UserError(f"unknown caption sources {unknown}; valid: {sorted(CAPTION_COLUMNS)}")
-        self.probabilities = {CAPTION_COLUMNS[k]: float(p) for k, p in probabilities.items()}
+            raise UserError(f"unknown caption sources {unknown}; valid: {sorted(CAPTION_SOURCES)}")
+        self.probabilities = {CAPTION_SOURCES[k]: float(p) for k, p in probabilities.items()}
 
     def __call__(self, row: Mapping, rng: np.random.Generator) -> str:
         present = [(c, p) for c, p in self.probabilities.items() if row.get(c) and p > 0]
@@ -80,7 +71,7 @@ class ClipDataset(Dataset):
 
     def __init__(
         self,
-        rows: Sequence[dict],
+        table: pa.Table,
         num_frames: int,
         height: int,
         width: int,
@@ -94,8 +85,9 @@ class ClipDataset(Dataset):
         self.strides = sorted(int(s) for s in strides)
         if not self.strides or self.strides[0] < 1:
             raise UserError(f"train.data.strides must be positive integers, got {list(strides)}")
-        self.rows = [r for r in rows if self.span_needed(self.strides[0]) <= r["end_frame"] - r["start_frame"]]
-        if not self.rows:
+        lengths = pc.subtract(table["end_frame"], table["start_frame"])
+        self.table = table.filter(pc.greater_equal(lengths, self.span_needed(self.strides[0]))).combine_chunks()
+        if self.table.num_rows == 0:
             raise UserError(
                 f"no clip in the table is long enough for {num_frames} frames at stride {self.strides[0]}; "
                 "use fewer frames (train.num_frames) or a table with longer clips"
@@ -107,26 +99,29 @@ class ClipDataset(Dataset):
         return (self.num_frames - 1) * stride + 1
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.table.num_rows
+
+    def row(self, index: int) -> dict:
+        return self.table.slice(index, 1).to_pylist()[0]
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, seed = key
         rng = np.random.default_rng(seed)
-        row = self.rows[index]
+        row = self.row(index)
         length = row["end_frame"] - row["start_frame"]
         stride = int(rng.choice([s for s in self.strides if self.span_needed(s) <= length]))
         start = row["start_frame"] + int(rng.integers(0, length - self.span_needed(stride) + 1))
         return {
-            "video": self.frames(index, start, stride),
+            "video": self.frames(row, index, start, stride),
             "txt": self.captions(row, rng),
             "fps_id": torch.tensor(float(row["fps"]) / stride - 1.0),
             "motion_bucket_id": torch.tensor(float(self.motion_buckets(row.get("flow_score")))),
             "clip_id": str(row["clip_id"]),
         }
 
-    def frames(self, index: int, start: int, stride: int) -> torch.Tensor:
-        """`num_frames` frames from `start` every `stride`, resized; from memory when clips are cached."""
-        row = self.rows[index]
+    def frames(self, row: dict, index: int, start: int, stride: int) -> torch.Tensor:
+        """`num_frames` frames of `row` (the table's row `index`) from `start` every `stride`, resized; from memory
+        when clips are cached."""
         if self.cached_clips is None:
             frames = resize_and_crop(read_frames(row["video_path"], start, start + self.span_needed(stride), stride),
                                      self.height, self.width)
@@ -206,17 +201,18 @@ class ClipDataModule(L.LightningDataModule):
         self.seed = seed
         self.dataset: ClipDataset | None = None
 
-    def rows(self) -> list[dict]:
-        rows = read_clip_table(self.table)
+    def clips(self) -> pa.Table:
+        clips = read_clips(self.table)
         if self.camera_motion is not None:
-            rows = [r for r in rows if r.get("camera_motion") == self.camera_motion]
-            if not rows:
+            if "camera_motion" in clips.column_names:
+                clips = clips.filter(pc.equal(clips["camera_motion"], self.camera_motion))
+            if "camera_motion" not in clips.column_names or clips.num_rows == 0:
                 raise UserError(f"no clip with camera_motion={self.camera_motion!r} in {self.table}")
-        return rows
+        return clips
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
-            self.dataset = ClipDataset(self.rows(), self.num_frames, self.height, self.width, self.strides,
+            self.dataset = ClipDataset(self.clips(), self.num_frames, self.height, self.width, self.strides,
                                        self.captions, self.motion_buckets, self.cache_clips)
 
     def train_dataloader(self) -> DataLoader:

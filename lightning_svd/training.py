@@ -9,17 +9,21 @@ import time
 from pathlib import Path
 
 import lightning as L
+import pyarrow as pa
+import pyarrow.compute as pc
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 
 from callbacks import build_callbacks
-from data_modules.clips import ClipDataModule, ImageDataModule, read_clip_table
+from data_modules.clips import ClipDataModule, ImageDataModule, read_clips
 from data_modules.corpus_table import write_corpus_clip_table
+from data_modules.motion_buckets import MotionBuckets
 from data_modules.multiview import multiview_datamodule
+from lightning_svd.clip_table import config_column, model_column
 from lightning_svd.errors import UserError
-from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights
+from lightning_svd.stages import STAGES, load_init_weights
 from lightning_svd.stages.checkpoints import stored_motion_buckets
 from lightning_svd.synthetic import CorpusSpec, ensure_corpus
 
@@ -61,22 +65,27 @@ def clip_table(cfg, ctx) -> Path:
     return write_corpus_clip_table(root, Path(ctx.run_dir) / "clip_table.parquet")
 
 
-def table_flow_source(rows: list[dict]) -> tuple[str | None, str | None]:
-    """What produced a table's flow_score: its distinct `flow_score_model` and `flow_score_config` values."""
-    scored = [row for row in rows if row.get("flow_score") is not None]
+def table_flow_source(scored: pa.Table) -> tuple[str | None, str | None]:
+    """What produced the flow_score of `scored` (clips that have one): its distinct `flow_score_model` and
+    `flow_score_config` values."""
 
     def distinct(column: str) -> str | None:
-        return " | ".join(sorted({str(row[column]) for row in scored if row.get(column)})) or None
+        if column not in scored.column_names:
+            return None
+        return " | ".join(sorted(str(v) for v in pc.unique(scored[column].drop_null()).to_pylist() if v)) or None
 
-    return distinct("flow_score_model"), distinct("flow_score_config")
+    return distinct(model_column("flow_score")), distinct(config_column("flow_score"))
 
 
 def motion_buckets(cfg, table: Path, log) -> MotionBuckets:
     """Keep the buckets of the stage we start from (their meaning is part of that model), else calibrate. A kept map
     calibrated on another flow method than this table's maps other units: say so, once, where the stage is
     conditioned on motion_bucket_id (the ablations' proxies are not)."""
-    rows = read_clip_table(table)
-    method, config = table_flow_source(rows)
+    clips = read_clips(table)
+    if "flow_score" not in clips.column_names:
+        clips = clips.append_column("flow_score", pa.nulls(clips.num_rows, pa.float64()))
+    scored = clips.filter(pc.is_valid(clips["flow_score"]))
+    method, config = table_flow_source(scored)
     if cfg.init_from:
         stored = stored_motion_buckets(cfg.init_from)
         if stored:
@@ -87,7 +96,7 @@ def motion_buckets(cfg, table: Path, log) -> MotionBuckets:
                             f"{buckets.flow_method or 'an unrecorded method'}, this table's comes from "
                             f"{method or 'an unrecorded method'}: its bucket ids do not mean the same motion here")
             return buckets
-    return MotionBuckets.calibrate([row.get("flow_score") for row in rows], flow_method=method, flow_config=config)
+    return MotionBuckets.calibrate(scored["flow_score"].to_numpy(), flow_method=method, flow_config=config)
 
 
 def build_datamodule(cfg, table: Path, buckets: MotionBuckets):

@@ -12,11 +12,10 @@ from data_modules.arms import (
     Rule,
     combined_filter,
     random_subset,
-    read_clip_table,
     subset_key,
-    table_statistics,
     threshold_arms,
 )
+from lightning_svd.clip_table import read_clip_table, table_statistics
 from lightning_svd.errors import UserError
 
 
@@ -90,14 +89,15 @@ def test_subsets_and_arms_are_pinned_bit_for_bit():
         assert [digest(arm.table["clip_id"].to_pylist()) for arm in threshold_arms(subset, criterion, seed=3)] == \
             digests, criterion
     assert [arm.threshold for arm in threshold_arms(subset, "flow", seed=3)] == [None, 0.0, 0.0, 0.5997700428314856]
-    assert digest(combined_filter(subset, seed=3)["table"]["clip_id"].to_pylist()) == "6e6880ccebfc844c"
+    assert digest(combined_filter(subset, seed=3).table["clip_id"].to_pylist()) == "6e6880ccebfc844c"
 
 
 def test_subset_survives_a_parquet_round_trip_in_parts(tmp_path):
     table = clip_table()
     for i, start in enumerate(range(0, table.num_rows, 60)):
         pq.write_table(table.slice(start, 60), tmp_path / f"part-{i:05d}.parquet")
-    (tmp_path / "_part-00000.done.json").write_text("{}")
+        (tmp_path / f"_part-{i:05d}.done.json").write_text("{}")
+    pq.write_table(table.slice(0, 10), tmp_path / "part-00009.parquet")  # an unfinished shard: no marker yet
     loaded = read_clip_table(tmp_path)
     assert loaded.num_rows == table.num_rows
     assert random_subset(loaded, 9, size=40)["clip_id"].to_pylist() == random_subset(table, 9, size=40)[
@@ -129,14 +129,14 @@ def test_arms_are_exact_nested_and_remove_the_worst(criterion, column, worst):
 def test_combined_filter_counts_each_rule_and_the_intersection():
     table = clip_table(n=400)
     result = combined_filter(table, seed=0)
-    counts = {r["rule"]: r["removed"] for r in result["rules"]}
+    counts = {r.rule: r.removed for r in result.rules}
     assert counts["flow: remove the lowest 25 %"] == 100
     assert counts["clip: remove the lowest 50 %"] == 200
     ocr = np.asarray([v for v, s in zip(table["ocr_area"].to_pylist(), table["status"].to_pylist()) if s == "ok"])
     assert counts["ocr: remove ocr_area > 0.07"] == int((ocr > 0.07).sum())
-    assert max(counts.values()) <= result["num_removed"] <= sum(counts.values())
-    assert result["num_kept"] == 400 - result["num_removed"] == result["table"].num_rows
-    kept = result["table"]
+    assert max(counts.values()) <= result.num_removed <= sum(counts.values())
+    assert result.num_kept == 400 - result.num_removed == result.table.num_rows
+    kept = result.table
     assert max(kept["ocr_area"].to_pylist()) <= 0.07
 
 
@@ -144,9 +144,9 @@ def test_statistics_of_an_arm_and_clear_errors():
     table = random_subset(clip_table(), seed=0, size=100)
     stats = table_statistics(table)
     durations = np.asarray(table["end_s"].to_pylist()) - np.asarray(table["start_s"].to_pylist())
-    assert stats["num_clips"] == 100
-    assert stats["mean_clip_duration_s"] == pytest.approx(durations.mean())
-    assert stats["mean_clips_per_video"] == pytest.approx(100 / len(set(table["video_path"].to_pylist())))
+    assert stats.num_clips == 100
+    assert stats.mean_clip_duration_s == pytest.approx(durations.mean())
+    assert stats.mean_clips_per_video == pytest.approx(100 / len(set(table["video_path"].to_pylist())))
     with pytest.raises(UserError, match="unknown criterion 'beauty'; valid criteria: aesthetic, clip, ocr, flow"):
         threshold_arms(table, "beauty")
     with pytest.raises(UserError, match="remove_fraction or threshold"):

@@ -18,8 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
-from data_modules.arms import ok_rows, subset_key
+from data_modules.arms import subset_key
 from lightning_svd.cache import build_once_resuming
+from lightning_svd.clip_table import CAPTION_COLUMNS, ok_rows
 from lightning_svd.config import check_required_paths, load_config
 from lightning_svd.curation.quality import covering_scene
 from lightning_svd.errors import UserError
@@ -148,7 +149,7 @@ def heldout_split(table: pa.Table, seed: int, video_fraction: float, clean_only:
     return Split(pool, real, held)
 
 
-CAPTION_ORDER = ("caption_coca", "caption_vblip", "caption_llm", "caption_sidecar", "caption")
+CAPTION_ORDER = (*CAPTION_COLUMNS, "caption")
 
 
 def clip_caption(row: dict) -> str | None:
@@ -185,7 +186,7 @@ def curation_arms(table: pa.Table, seed: int) -> list:
     from data_modules.arms import Arm, combined_filter, random_subset
 
     table = ok_rows(table)
-    curated = combined_filter(table, seed=seed)["table"]
+    curated = combined_filter(table, seed=seed).table
     if curated.num_rows == 0:
         raise UserError("the combined filter keeps no clip of the subset; curate more videos")
     removed = round(1.0 - curated.num_rows / table.num_rows, 6)

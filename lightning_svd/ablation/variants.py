@@ -16,12 +16,12 @@ import pyarrow as pa
 from omegaconf import OmegaConf
 
 from data_modules.arms import Arm
-from data_modules.clips import CAPTION_COLUMNS
 from lightning_svd import training
 from lightning_svd.ablation.data import write_arm_table
 from lightning_svd.ablation.job import torch_threads
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.cache import build_once_resuming
+from lightning_svd.clip_table import CAPTION_SOURCES
 from lightning_svd.errors import UserError
 from lightning_svd.run_context import RunContext
 from lightning_svd.synthetic import CorpusSpec
@@ -32,7 +32,7 @@ IMAGE_DATA = ("corpus", "subset")
 
 
 def check_caption_sources(sources: list[str]) -> None:
-    valid = [*CAPTION_COLUMNS, NO_CAPTION]
+    valid = [*CAPTION_SOURCES, NO_CAPTION]
     if not sources:
         raise UserError(f"ablation.captions.sources is empty; list caption sources from {valid}")
     for source in sources:
@@ -46,12 +46,12 @@ def caption_arms(table: pa.Table, sources: list[str]) -> list[Arm]:
     arms = []
     for source in sources:
         if source != NO_CAPTION:
-            column = CAPTION_COLUMNS[source]
+            column = CAPTION_SOURCES[source]
             if column not in table.column_names or table[column].null_count == table.num_rows:
                 raise UserError(f"no clip has a {source} caption (column {column}): curate with that captioner "
                                 "configured (see curation.captions), or drop it from ablation.captions.sources")
         chosen = tuple(f"train.data.caption_probabilities.{name}={1.0 if name == source else 0.0}"
-                       for name in CAPTION_COLUMNS)
+                       for name in CAPTION_SOURCES)
         arms.append(Arm(f"captions_{source}", "captions", 0.0, None, table, chosen))
     return arms
 

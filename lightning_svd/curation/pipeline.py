@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..clip_table import CAPTION_COLUMNS, CLIP_SOURCE_COLUMNS, SCORE_COLUMNS
 from .aesthetic import ClassicQuality
 from .caption_stage import CaptionStage
 from .clips import ClipPolicy, ClipSpan, clip_id, error_id, source_name
@@ -21,7 +22,7 @@ from .cuts import CutCascade
 from .motion import build_flow
 from .ocr import build_ocr
 from .split import SPLITTERS
-from .table import CAPTION_COLUMNS, CLIP_SOURCE_COLUMNS, SCORE_COLUMNS, config_hash, empty_row
+from .table import config_hash, empty_row
 from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_video, scaled_size
 
 # How a clip's per-caption CLIP similarities become its clip_score (`curation.clip.combine`; the paper does not say)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageFont
 
-from .table import CAPTION_COLUMNS, SCORE_COLUMNS
+from ..clip_table import CAPTION_COLUMNS, SCORE_COLUMNS
 
 
 def score_values(table: pa.Table) -> dict[str, np.ndarray]:

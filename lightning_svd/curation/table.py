@@ -1,7 +1,7 @@
-"""The clip table (SPEC contract): Parquet part files, one per shard of source videos, each with a done marker.
+"""Writing the clip table (its contract: lightning_svd/clip_table.py): Parquet part files, one per shard of source
+videos, each with a done marker.
 
-Layout of the output folder (readable with `pyarrow.dataset.dataset(folder)`, which skips names starting with `_`
-or `.`):
+Layout of the output folder (`lightning_svd.clip_table.ClipTable` reads the shards that have a marker):
 
     part-00000.parquet         rows of the videos of shard 0
     _part-00000.done.json      written last: the shard's fingerprint, counts, stage times and detected cuts
@@ -21,46 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCORE_COLUMNS = ("clip_score", "aesthetic_score", "ocr_area", "flow_score")
-CAPTION_COLUMNS = ("caption_coca", "caption_vblip", "caption_llm", "caption_sidecar")
-# clip_score against each caption alone (clip_score combines them), so another combination needs no new CLIP pass
-CLIP_SOURCE_COLUMNS = {caption: f"clip_score_{caption.removeprefix('caption_')}" for caption in CAPTION_COLUMNS}
-
-SCHEMA = pa.schema([
-    ("clip_id", pa.string()),
-    ("video_path", pa.string()),
-    ("start_s", pa.float64()),
-    ("end_s", pa.float64()),
-    ("start_frame", pa.int64()),
-    ("end_frame", pa.int64()),
-    ("fps", pa.float64()),
-    ("width", pa.int64()),
-    ("height", pa.int64()),
-    ("num_frames", pa.int64()),
-    *[(name, pa.string()) for name in CAPTION_COLUMNS],
-    ("caption", pa.string()),
-    *[(name, pa.float64()) for name in SCORE_COLUMNS],
-    *[(name, pa.float64()) for name in CLIP_SOURCE_COLUMNS.values()],
-    ("status", pa.string()),
-    ("error", pa.string()),
-    *[(f"{name}_config", pa.string()) for name in SCORE_COLUMNS],
-    *[(f"{name}_model", pa.string()) for name in SCORE_COLUMNS],
-    *[(f"{name}_model", pa.string()) for name in CAPTION_COLUMNS],
-    ("clip_path", pa.string()),
-])
-
-COLUMN_NOTES = {
-    "caption": "the clip's first caption in curation.clip.caption_columns order (clip_score uses all of them)",
-    "clip_score": "cosine similarity of CLIP image and caption embeddings, mean over first/middle/last frames, "
-                  "combined over every caption in curation.clip.caption_columns (how: clip_score_model)",
-    "clip_score_<source>": "the same similarity against that one caption (null where the clip lacks it)",
-    "aesthetic_score": "see aesthetic_score_model: classic quality 0..10 or the LAION predictor (about 1..10)",
-    "ocr_area": "fraction of the frame covered by detected text boxes, aggregated over first/middle/last frames",
-    "flow_score": "mean optical-flow magnitude; units in flow_score_model",
-    "*_config": "hash of the configuration of the stage that produced the score",
-    "*_model": "what produced the score or caption (model, weights; 'random weights' where they were random)",
-    "clip_path": "the physical clip file when curation.split.mode is not none, else null",
-}
+from ..clip_table import SCHEMA, done_marker_name, part_name
 
 
 def empty_row() -> dict:
@@ -82,7 +43,7 @@ class Shard:
 
     @property
     def name(self) -> str:
-        return f"part-{self.index:05d}"
+        return part_name(self.index)
 
     def fingerprint(self, pipeline_hash: str) -> str:
         parts = [pipeline_hash]
@@ -116,7 +77,7 @@ class ClipTableWriter:
         self.pipeline_hash = pipeline_hash
 
     def marker_path(self, shard: Shard) -> Path:
-        return self.folder / f"_{shard.name}.done.json"
+        return self.folder / done_marker_name(shard.index)
 
     def is_done(self, shard: Shard) -> bool:
         marker = self.marker_path(shard)
@@ -141,16 +102,3 @@ class ClipTableWriter:
         partial_marker.write_text(json.dumps(payload, indent=1))
         os.replace(partial_marker, marker)
         return target
-
-
-def done_markers(folder: str | Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("_part-*.done.json"))]
-
-
-def read_clip_table(folder: str | Path) -> pa.Table:
-    """The rows of every finished shard, in shard order (parts without a marker are ignored)."""
-    folder = Path(folder)
-    parts = [folder / f"part-{m['shard']:05d}.parquet" for m in done_markers(folder)]
-    if not parts:
-        return SCHEMA.empty_table()
-    return pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts])

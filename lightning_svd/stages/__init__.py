@@ -8,7 +8,6 @@ from lightning_svd.stages.camera_lora import CameraLoRAStage
 from lightning_svd.stages.checkpoints import load_init_weights, load_stage, resolve_checkpoint
 from lightning_svd.stages.i2v import ImageToVideoStage
 from lightning_svd.stages.interpolation import InterpolationStage
-from lightning_svd.stages.motion_buckets import MotionBuckets
 from lightning_svd.stages.multiview import MultiviewStage
 from lightning_svd.stages.video import ImageStage, TextToVideoStage
 
@@ -28,7 +27,6 @@ __all__ = [
     "ImageStage",
     "ImageToVideoStage",
     "InterpolationStage",
-    "MotionBuckets",
     "TextToVideoStage",
     "load_init_weights",
     "load_stage",

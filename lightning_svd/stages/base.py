@@ -24,13 +24,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from data_modules.motion_buckets import MotionBuckets
 from lightning_svd.diffusion import build_diffusion
 from lightning_svd.errors import UserError
 from lightning_svd.models import build_unet, load_unet
 from lightning_svd.models.conditioners import Conditioner, ConditioningInput, MicroConditioningEmbedder
 from lightning_svd.stages.components import build_stage_autoencoder, build_text_encoder
 from lightning_svd.stages.ema import ParameterEMA
-from lightning_svd.stages.motion_buckets import MotionBuckets
 
 SIGMA_BUCKET_DRAWS = 20000
 

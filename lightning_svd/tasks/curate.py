@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from ..clip_table import COLUMN_NOTES, done_markers, read_clip_table
 from ..curation.engines import LocalEngine
 from ..curation.quality import evaluate_against_truth
 from ..curation.report import histogram_image, render_markdown, score_values, summarize
 from ..curation.runner import curate_videos, discover_videos
-from ..curation.table import COLUMN_NOTES, ShardMismatchError, done_markers, read_clip_table
+from ..curation.table import ShardMismatchError
 from ..errors import UserError
 
 

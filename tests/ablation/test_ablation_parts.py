@@ -33,7 +33,7 @@ def scored_table(count: int = 40) -> pa.Table:
 def test_curation_arms_are_the_combined_filter_and_a_random_subset_of_equal_size():
     table = scored_table()
     uncurated, curated = curation_arms(table, seed=0)
-    kept = combined_filter(table)["table"]
+    kept = combined_filter(table).table
     assert curated.table["clip_id"].to_pylist() == kept["clip_id"].to_pylist()
     assert uncurated.num_clips == curated.num_clips == kept.num_rows < table.num_rows
     assert set(uncurated.table["clip_id"].to_pylist()) != set(curated.table["clip_id"].to_pylist())

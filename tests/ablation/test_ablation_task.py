@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_modules.arms import read_clip_table, threshold_arms
+from data_modules.arms import threshold_arms
 from lightning_svd import training
 from lightning_svd.ablation.data import GroundTruth
+from lightning_svd.clip_table import read_clip_table
 from lightning_svd.config import load_config
 from lightning_svd.preference.pack import StudyPack
 from lightning_svd.preference.service import PreferenceStudy

@@ -14,8 +14,8 @@ import pyarrow.dataset as ds
 import pytest
 from curation_media import textured, write_tone, write_video
 
+from lightning_svd.clip_table import done_markers, read_clip_table
 from lightning_svd.config import load_config, required_paths
-from lightning_svd.curation.table import done_markers, read_clip_table
 from lightning_svd.errors import UserError
 from lightning_svd.run_context import create_run
 from lightning_svd.tasks.curate import run

@@ -5,15 +5,9 @@ import json
 import pyarrow.dataset as ds
 import pytest
 
+from lightning_svd.clip_table import SCHEMA, done_markers, read_clip_table
 from lightning_svd.curation.captions import SidecarCaptioner
-from lightning_svd.curation.table import (
-    SCHEMA,
-    ClipTableWriter,
-    ShardMismatchError,
-    done_markers,
-    plan_shards,
-    read_clip_table,
-)
+from lightning_svd.curation.table import ClipTableWriter, ShardMismatchError, plan_shards
 
 SPEC_COLUMNS = ["clip_id", "video_path", "start_s", "end_s", "start_frame", "end_frame", "fps", "width", "height",
                 "num_frames", "caption_coca", "caption_vblip", "caption_llm", "clip_score", "aesthetic_score",

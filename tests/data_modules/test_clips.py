@@ -14,12 +14,12 @@ from data_modules.clips import (
     ClipDataModule,
     ImageDataModule,
     SeededSampler,
-    read_clip_table,
+    read_clips,
     resize_and_crop,
 )
 from data_modules.corpus_table import corpus_clip_rows
+from data_modules.motion_buckets import MotionBuckets
 from lightning_svd.errors import UserError
-from lightning_svd.stages.motion_buckets import MotionBuckets
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,13 @@ def module(path, rows, **kwargs):
 
 def test_rows_with_errors_are_skipped_and_missing_columns_named(table, tmp_path):
     path, rows = table
-    loaded = read_clip_table(path)
-    assert len(loaded) == len(rows) and "broken" not in {r["clip_id"] for r in loaded}
+    loaded = read_clips(path)
+    assert loaded.num_rows == len(rows) and "broken" not in loaded["clip_id"].to_pylist()
     pq.write_table(pa.Table.from_pylist([{"clip_id": "x", "status": "ok"}]), tmp_path / "bad.parquet")
     with pytest.raises(UserError, match="lacks columns"):
-        read_clip_table(tmp_path / "bad.parquet")
+        read_clips(tmp_path / "bad.parquet")
+    with pytest.raises(UserError, match="clip table not found: .*; set train.data.table to a Parquet file"):
+        read_clips(tmp_path / "missing.parquet")
 
 
 def test_sample_has_t_frames_at_the_stride_and_reports_effective_fps(table):
@@ -78,8 +80,8 @@ def test_frames_follow_the_planted_motion(table):
     path, rows = table
     data = module(path, rows)
     by_motion = {}
-    for index, row in enumerate(data.dataset.rows):
-        by_motion.setdefault(row["camera_motion"], index)
+    for index, motion in enumerate(data.dataset.table["camera_motion"].to_pylist()):
+        by_motion.setdefault(motion, index)
     change = {m: (data.dataset[(i, 0)]["video"].diff(dim=0).abs().mean()).item() for m, i in by_motion.items()}
     assert change["pan"] > 3 * change["static"]
 
@@ -132,7 +134,7 @@ def test_dataloader_batches_and_image_module(table):
 def test_camera_motion_filter(table):
     path, rows = table
     data = module(path, rows, camera_motion="static")
-    assert {r["camera_motion"] for r in data.dataset.rows} == {"static"}
+    assert set(data.dataset.table["camera_motion"].to_pylist()) == {"static"}
     with pytest.raises(UserError, match="camera_motion='zoom'"):
         module(path, rows, camera_motion="zoom")
 

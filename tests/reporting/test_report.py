@@ -6,10 +6,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from lightning_svd.clip_table import SECONDS_PER_YEAR
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
 from lightning_svd.reporting import build_report, load_runs
-from lightning_svd.reporting.dataset_stats import SECONDS_PER_YEAR, clip_table_statistics, format_count
+from lightning_svd.reporting.dataset_stats import clip_table_statistics, format_count
 from lightning_svd.run_context import create_run
 from lightning_svd.tasks import report as report_task
 

@@ -11,10 +11,11 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from data_modules.motion_buckets import MotionBuckets
 from lightning_svd.cli import main
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
-from lightning_svd.stages import STAGES, MotionBuckets, load_init_weights, load_stage
+from lightning_svd.stages import STAGES, load_init_weights, load_stage
 
 from .tiny import FAST, tiny_run
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
 from data_modules.corpus_table import GROUND_TRUTH_FLOW, corpus_clip_rows
+from data_modules.motion_buckets import MotionBuckets
 from lightning_svd import training
 from lightning_svd.curation.motion import CompensatedFarneback, PaperFarneback
-from lightning_svd.stages import MotionBuckets
 
 PAPER, COMPENSATED = PaperFarneback().describe(), CompensatedFarneback().describe()
 LOG = logging.getLogger("test_motion_bucket_flow")
