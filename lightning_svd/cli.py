@@ -1,5 +1,6 @@
 """`python run.py experiment=NAME [profile=tiny|paper] [a.b=value ...] [--print-config]`."""
 
+import errno
 import sys
 
 from omegaconf import OmegaConf
@@ -50,6 +51,28 @@ def parse_args(argv: list[str]) -> tuple[str, str, list[str], bool]:
     return experiment, profile, overrides, print_config
 
 
+def disk_full(error: BaseException) -> OSError | None:
+    """The "no space left on device" error behind `error` (itself or one it was raised from), if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def disk_full_message(error: OSError, cfg, ctx) -> str:
+    """Where the disk filled up and how to go on: every task keeps what it finished in its run dir, so the same run
+    dir resumes (finished curation shards are skipped, training continues from last.ckpt)."""
+    where = error.filename or (ctx.run_dir if ctx is not None else cfg.run_dir or cfg.runs_root)
+    if cfg.run_dir or ctx is None:
+        again = "run the same command again"
+    else:
+        again = f"run the same command again with run_dir={ctx.run_dir}"
+    return f"no space left on the device writing {where}; free some space, then {again} to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or "--help" in argv or "-h" in argv:
@@ -71,13 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         from .run_context import create_run, seed_everything
 
         seed_everything(cfg.seed)
-        ctx = create_run(cfg)
+        ctx = None
         try:
+            ctx = create_run(cfg)
             ctx.log.info(f"{cfg.experiment} ({cfg.profile} profile, task {cfg.task}) -> {ctx.run_dir}")
             task(cfg, ctx)
             ctx.log.info(f"done: {ctx.run_dir}  (tensorboard --logdir {ctx.tensorboard_dir})")
+        except Exception as error:
+            full = disk_full(error)
+            if full is None:
+                raise
+            print(f"error: {disk_full_message(full, cfg, ctx)}", file=sys.stderr)
+            return 1
         finally:
-            ctx.close()
+            if ctx is not None:
+                ctx.close()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

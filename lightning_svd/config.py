@@ -6,7 +6,8 @@ ablation shares, or what every paper-scale training stage shares) come next; `ex
 what differs for that experiment. The blocks' and then the experiment's `profile_overrides.<profile>` sections are
 merged after every base, so a block's paper numbers override an experiment's tiny ones; `a.b=value` overrides from
 the command line come last, in struct mode, so an unknown key or a value of the wrong type is rejected with a
-one-line message.
+one-line message. Then value ranges, the inputs that must exist and the folders a run writes into are checked
+(`config_checks.py`), all before anything is written.
 """
 
 import difflib
@@ -17,6 +18,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from .config_checks import check_locations, check_ranges
 from .errors import UserError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -47,7 +49,8 @@ def load_config(
     root: Path = EXPERIMENTS_DIR,
     check_paths: bool = True,
 ) -> DictConfig:
-    """Compose, override and validate an experiment's config; raises `UserError` on any bad input."""
+    """Compose, override and validate an experiment's config; raises `UserError` on any bad input. `check_paths`
+    False (for --print-config and configs composed inside another run) skips what looks at the disk."""
     experiments = list_experiments(root)
     if experiment not in experiments:
         raise UserError(f"unknown experiment '{experiment}'; valid experiments: {', '.join(experiments)}")
@@ -78,8 +81,11 @@ def load_config(
     for override in overrides:
         apply_override(cfg, override)
     check_resolves(cfg)
-    if check_paths and profile == "paper":
-        check_required_paths(cfg, root)
+    check_ranges(cfg)
+    if check_paths:
+        if profile == "paper":
+            check_required_paths(cfg, root)
+        check_locations(cfg)
     return cfg
 
 

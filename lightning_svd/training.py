@@ -24,7 +24,7 @@ from data_modules.multiview import multiview_datamodule
 from lightning_svd.clip_table import config_column, model_column
 from lightning_svd.errors import UserError
 from lightning_svd.stages import STAGES, load_init_weights
-from lightning_svd.stages.checkpoints import stored_motion_buckets
+from lightning_svd.stages.checkpoints import check_resumable, stored_motion_buckets
 from lightning_svd.synthetic import CorpusSpec, ensure_corpus
 
 
@@ -196,7 +196,7 @@ def train(cfg, ctx, callbacks=()) -> dict:
     buckets = motion_buckets(cfg, table, ctx.log)
     stage = build_stage(cfg, buckets)
     last = last_checkpoint(ctx.run_dir)
-    resume_from = str(last) if cfg.resume and last.is_file() else None
+    resume_from = str(check_resumable(last)) if cfg.resume and last.is_file() else None
     init_counts = None
     if cfg.init_from and resume_from is None:
         init_counts = load_init_weights(stage, cfg.init_from)

@@ -10,6 +10,7 @@ prefixed by the block that holds it. `ablation.extra_proxy_overrides` and what a
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_svd.config import apply_block, apply_override, check_resolves, load_config
+from lightning_svd.config_checks import check_ranges
 from lightning_svd.errors import UserError
 
 
@@ -37,4 +38,8 @@ def proxy_recipe(cfg, image: bool = False, arm_overrides=(), finetune: bool = Fa
     for override in [*section.extra_proxy_overrides, *arm_overrides]:
         apply_override(proxy, override)
     check_resolves(proxy)
+    try:
+        check_ranges(proxy)
+    except UserError as error:
+        raise UserError(f"the proxies' config (ablation.proxy and the blocks and overrides over it): {error}") from None
     return proxy

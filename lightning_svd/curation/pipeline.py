@@ -6,6 +6,7 @@ frame, for the cuts and the Farneback flow) and once for the few full-size frame
 middle and last frame of every clip for OCR, aesthetics, CLIP and CoCa; VideoBLIP's and RAFT's frames when on).
 """
 
+import errno
 import statistics
 import time
 import traceback
@@ -153,7 +154,9 @@ class VideoCurator:
             return self._curate(video_path, seconds)
         except BadVideoError as err:
             return self._error(video_path, str(err), seconds)
-        except Exception as err:  # one broken video must never stop a shard
+        except Exception as err:  # one broken video must never stop a shard; a full disk is no fault of the video,
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:  # so it stops the run (a rerun curates it)
+                raise
             where = traceback.extract_tb(err.__traceback__)[-1]
             message = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
             return self._error(video_path, message, seconds)

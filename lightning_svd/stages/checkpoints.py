@@ -14,6 +14,7 @@ towers are not taken from released weights: `train.open_clip.weights` loads them
 """
 
 import json
+import zipfile
 from pathlib import Path
 
 import torch
@@ -42,6 +43,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; give a .ckpt file or a training run dir")
     return path
+
+
+def check_resumable(path: Path) -> Path:
+    """`path` (a run's last.ckpt) if it is whole. torch writes checkpoints as zip archives, whose index comes last, so
+    an empty or cut-short file (a full disk, a copy that stopped) is told in one line before Lightning fails on it."""
+    size = path.stat().st_size
+    if size and zipfile.is_zipfile(path):
+        return path
+    others = sorted((p for p in path.parent.glob("*.ckpt") if p != path), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    earlier = f"copy an earlier one ({', '.join(p.name for p in others)}) over it to resume from there, or " \
+        if others else ""
+    state = "empty" if not size else f"cut short ({size} bytes, not a whole checkpoint)"
+    raise UserError(f"cannot resume: {path} is {state}; {earlier}delete it (or set resume=false) to start over")
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from ..clip_table import COLUMN_NOTES, done_markers, read_clip_table
 from ..curation.engines import LocalEngine
+from ..curation.pipeline import VideoCurator
 from ..curation.quality import evaluate_against_truth
 from ..curation.report import histogram_image, render_markdown, score_values, summarize
 from ..curation.runner import curate_videos, discover_videos
@@ -51,6 +52,19 @@ def build_engine(curation: dict):
         return RayEngine(curation, int(curation["workers"]), int(curation["threads_per_worker"]),
                          curation["ray"].get("address"), curation["ray"].get("num_cpus"))
     raise UserError(f"curation.engine must be local or ray, got '{curation['engine']}'")
+
+
+def check(cfg) -> None:
+    """The engine, the pipeline's settings (the curator checks them when built, before loading any model) and a given
+    source fail here, before the run dir exists; the synthetic corpus is made by `run`."""
+    curation = OmegaConf.to_container(cfg.curation, resolve=True)
+    build_engine(curation)
+    try:
+        VideoCurator(curation)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(f"curation config: {err}") from None
+    if cfg.data.source:
+        source_videos(cfg)
 
 
 def ground_truth(videos: list[str]) -> dict[str, dict]:

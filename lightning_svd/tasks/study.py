@@ -22,12 +22,22 @@ from ..preference.store import DEFAULT_DB_NAME
 CHART_NAME = "elo_gain.png"
 
 
-def run(cfg, ctx) -> dict:
+def settings_and_pack(cfg) -> tuple[dict, StudySettings, StudyPack]:
+    """The `study:` section, its checked settings and the loaded pack (each refuses bad input in one line)."""
     section = OmegaConf.to_container(cfg.study, resolve=True)
     settings = StudySettings.from_mapping({**section, "seed": cfg.seed})
     if not isinstance(section["serve"], bool):
         raise UserError(f"study.serve must be true or false, got {section['serve']!r}")
-    pack = StudyPack.load(section["pack"])
+    return section, settings, StudyPack.load(section["pack"])
+
+
+def check(cfg) -> None:
+    """The settings and the pack fail before the run dir exists."""
+    settings_and_pack(cfg)
+
+
+def run(cfg, ctx) -> dict:
+    section, settings, pack = settings_and_pack(cfg)
     db_path = Path(section["db"]).expanduser() if section["db"] else pack.root / DEFAULT_DB_NAME
     study = PreferenceStudy.open(pack, db_path, settings)
     ctx.log.info(f"study pack {pack.root}: {len(pack.prompts)} prompts, arms {', '.join(pack.arms)}; "

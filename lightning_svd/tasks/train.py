@@ -7,7 +7,20 @@ stage from an earlier one (or from released weights: an official single file). T
 `lightning_svd.training.train`, which the ablation's proxies run too.
 """
 
+from pathlib import Path
+
 from .. import training
+from ..stages.checkpoints import check_resumable
+
+
+def check(cfg) -> None:
+    """Strategy conflicts and a broken last.ckpt to resume from fail before the run dir is touched (value ranges and
+    init_from are the loader's)."""
+    training.check_strategy(cfg)
+    if cfg.run_dir and cfg.resume:
+        last = training.last_checkpoint(Path(str(cfg.run_dir)).expanduser())
+        if last.is_file():
+            check_resumable(last)
 
 
 def run(cfg, ctx, callbacks=()) -> dict:
