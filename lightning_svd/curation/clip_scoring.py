@@ -3,7 +3,8 @@
 One CLIP model embeds each clip's first, middle and last frames once; the embeddings feed both the caption
 similarity (cosine between image and caption embeddings, mean over the three frames, for every caption the clip has)
 and, when chosen, the LAION aesthetic head. Weights load from local files only: `weights=None` builds the model with
-random weights, and `describe()` (stored in the table beside each score) says so.
+random weights (seeded, so every worker and rerun scores alike), and `describe()` (stored in the table beside each
+score) says so.
 """
 
 from collections.abc import Callable
@@ -15,6 +16,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .local_models import seeded_init
+
 
 class ClipEncoder:
     """An open_clip model and its tokenizer; `config_file` registers a custom model config (JSON) first."""
@@ -25,9 +28,10 @@ class ClipEncoder:
         if weights and not Path(weights).is_file():
             raise FileNotFoundError(f"curation.clip.weights: no file at {weights}")
         self.model_name, self.weights, self.device = model, weights, device
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=weights or None, device=device
-        )
+        with seeded_init():
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+                model, pretrained=weights or None, device=device
+            )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(model)
 
@@ -94,7 +98,8 @@ class LaionAesthetic:
         if head not in ("mlp", "linear"):
             raise ValueError(f"curation.aesthetic.laion.head must be mlp or linear, got {head!r}")
         self.weights, self.head = weights, head
-        self.module = AestheticMlp(embed_dim) if head == "mlp" else nn.Linear(embed_dim, 1)
+        with seeded_init():
+            self.module = AestheticMlp(embed_dim) if head == "mlp" else nn.Linear(embed_dim, 1)
         if weights:
             if not Path(weights).is_file():
                 raise FileNotFoundError(f"curation.aesthetic.laion.weights: no file at {weights}")

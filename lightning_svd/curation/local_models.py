@@ -3,12 +3,24 @@
 The checks need no torch or transformers import, so a bad path fails before any video is curated.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 RANDOM_LABEL = "random weights (captions are not meaningful)"
+
+
+@contextmanager
+def seeded_init(seed: int = 0):
+    """Build networks inside this with torch's RNG seeded (and restored after): every worker and every rerun draws
+    the same random weights, so scores from them agree cell for cell across runs and resumed runs."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass(frozen=True)
@@ -31,15 +43,13 @@ class LocalModelFolder:
                                     "give a full checkpoint, or set random_weights=true for a labelled pipeline check")
 
     def build(self, model_class, device: str):
-        import torch
         from transformers import AutoConfig
         from transformers.utils import logging
 
         logging.disable_progress_bar()
         if self.random_weights:
             config = AutoConfig.from_pretrained(self.path, local_files_only=True)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
+            with seeded_init():
                 model = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
         else:
             model = model_class.from_pretrained(self.path, local_files_only=True)

@@ -108,6 +108,21 @@ def test_pipeline_fills_clip_and_laion_scores_and_labels_random_weights(small_co
     assert all(r["clip_score"] == r["clip_score_sidecar"] and r["clip_score_coca"] is None for r in rows)
 
 
+def test_random_weights_are_seeded_so_reruns_agree_cell_for_cell(small_corpus, cfg_copy, tiny_config):
+    """Each worker builds its own CLIP tower and LAION head: on random weights they must be the same ones every time,
+    whatever torch's RNG held (two runs, or a resumed one, give the same clip_score and aesthetic_score)."""
+    cfg_copy["clip"].update(enabled=True, model="curation-tiny-clip", config_file=tiny_config)
+    cfg_copy["aesthetic"]["backend"] = "laion"
+    cfg_copy["ocr"]["backend"] = "none"
+    video = str(sorted((small_corpus / "videos").glob("*.mp4"))[0])
+    runs = []
+    for seed in (11, 12):
+        torch.manual_seed(seed)
+        runs.append([(r["clip_score"], r["aesthetic_score"]) for r in VideoCurator(cfg_copy).curate(video).rows])
+        runs[-1].append(float(torch.rand(1)))  # the caller's RNG is left as it was
+    assert runs[0][:-1] == runs[1][:-1] and runs[0][-1] != runs[1][-1]
+
+
 TINY_COCA = {"embed_dim": 32,
              "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16,
                             "attentional_pool": True, "attn_pooler_heads": 2, "output_tokens": True},
