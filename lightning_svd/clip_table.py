@@ -50,6 +50,8 @@ SCHEMA = pa.schema([
     ("start_frame", pa.int64()),
     ("end_frame", pa.int64()),
     ("fps", pa.float64()),
+    ("min_frame_interval_s", pa.float64()),
+    ("max_frame_interval_s", pa.float64()),
     ("width", pa.int64()),
     ("height", pa.int64()),
     ("num_frames", pa.int64()),
@@ -66,6 +68,11 @@ SCHEMA = pa.schema([
 ])
 
 COLUMN_NOTES = {
+    "start_s, end_s": "presentation times in seconds from the video's first frame (a variable frame rate is fine)",
+    "start_frame, end_frame": "the clip's frames [start_frame, end_frame) in display order, counted from 0",
+    "fps": "the clip's mean frame rate (num_frames / (end_s - start_s)); min/max_frame_interval_s show how it varies",
+    "width, height": "the displayed frame size (after the video's display rotation, which every reader applies)",
+    "status, error": "ok: a clip; empty: the video decodes but yields no clip (why in error); error: unreadable",
     "caption": "the clip's first caption in curation.clip.caption_columns order (clip_score uses all of them)",
     "clip_score": "cosine similarity of CLIP image and caption embeddings, mean over first/middle/last frames, "
                   "combined over every caption in curation.clip.caption_columns (how: clip_score_model)",

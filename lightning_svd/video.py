@@ -1,6 +1,7 @@
-"""Video files through PyAV: write H.264 MP4s and decode frames as uint8 arrays."""
+"""Video files through PyAV: write H.264 MP4s and decode frames as upright uint8 arrays, numbered by timestamp."""
 
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -76,27 +77,63 @@ def frame_rate(path: str | Path) -> float:
         return float(stream.average_rate or stream.guessed_rate or 0) or 25.0
 
 
-def read_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
-    """Decode frames `start:stop:step` of the first video stream as (T, H, W, 3) uint8.
+def is_frame_packet(packet: av.Packet) -> bool:
+    """Whether a demuxed packet becomes a shown frame: it has data and a timestamp, and no edit list drops it."""
+    return packet.size > 0 and packet.pts is not None and not packet.is_discard
 
-    Frame numbers count from the first frame at the stream's frame rate. For a span deep inside a long video the
-    decoder first seeks to the keyframe before `start`, so a clip costs its own length, not the video's prefix.
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that show `frame` upright (its display matrix, e.g. a phone's `rotate` tag)."""
+    return round(frame.rotation / 90) % 4
+
+
+def upright(image: np.ndarray, turns: int) -> np.ndarray:
+    """`image` (H, W, C) turned `turns` quarter turns counter-clockwise, as a player displays it."""
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+@lru_cache(maxsize=64)
+def _timestamps(path: str, size: int, modified_ns: int) -> np.ndarray:
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        return np.unique([p.pts for p in container.demux(stream) if is_frame_packet(p)]).astype(np.int64)
+
+
+def frame_timestamps(path: str | Path) -> np.ndarray:
+    """Presentation timestamps of the first video stream's frames in display order (a demux pass, no decoding;
+    cached per file, so many samples of one long video demux it once per process)."""
+    status = Path(path).stat()
+    return _timestamps(str(path), status.st_size, status.st_mtime_ns)
+
+
+def read_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+    """Decode frames `start:stop:step` of the first video stream as upright (T, H, W, 3) uint8.
+
+    Frames are numbered in display order, whatever their timestamps (variable frame rates, streams that do not
+    start at zero): frame `i` is the one with the i-th smallest presentation timestamp. For a span deep inside a long
+    video the decoder first seeks to the keyframe before `start`, so a clip costs its own length, not the video's
+    prefix.
     """
     frames = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or 0)
-        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        sequential = start == 0 or fps <= 0 or stream.time_base is None
-        if not sequential:
-            container.seek(int((origin + start / fps) / stream.time_base), stream=stream, backward=True)
+        timestamps = frame_timestamps(path) if start > 0 else None
+        if timestamps is not None:
+            if start >= len(timestamps):
+                raise ValueError(f"{path}: frame {start} is past the last frame ({len(timestamps)} frames)")
+            container.seek(int(timestamps[start]), stream=stream, backward=True)
         for position, frame in enumerate(container.decode(stream)):
-            index = position if sequential else int(round((frame.time - origin) * fps))
+            if timestamps is None:
+                index = position
+            elif frame.pts is None:
+                continue
+            else:
+                index = int(np.searchsorted(timestamps, frame.pts))
             if stop is not None and index >= stop:
                 break
             if index >= start and (index - start) % step == 0:
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(upright(frame.to_ndarray(format="rgb24"), quarter_turns(frame)))
     if not frames:
         raise ValueError(f"{path}: no frames decoded in range {start}:{stop}:{step}")
     return np.stack(frames)

@@ -52,13 +52,13 @@ class CaptionStage:
     def uses_torch(self) -> bool:
         return any(settings.get("enabled") for settings in (self.coca_cfg, self.vblip_cfg, self.llm_cfg))
 
-    def frames_needed(self, span: ClipSpan) -> list[int]:
+    def frames_needed(self, span: ClipSpan, times: np.ndarray) -> list[int]:
         """Full-size frames the model captioners read: the middle frame (CoCa), frames across the clip (VideoBLIP)."""
         wanted = []
         if self.coca_cfg.get("enabled"):
-            wanted.append(span.key_frames()[1])
+            wanted.append(span.key_frames(times)[1])
         if self.vblip_cfg.get("enabled"):
-            wanted += span.frames_across(self.vblip_frames)
+            wanted += span.frames_across(self.vblip_frames, times)
         return wanted
 
     def coca(self):
@@ -91,16 +91,19 @@ class CaptionStage:
         return self._models["llm"]
 
     def fill(self, rows: list[dict], spans: list[ClipSpan], frames: dict[int, np.ndarray], video_path: str,
-             fps: float) -> None:
-        """Write every enabled caption column of `rows` (one row per span) and its `<column>_model` label."""
+             times: np.ndarray) -> list[str]:
+        """Write every enabled caption column of `rows` (one row per span) and its `<column>_model` label; return
+        warnings about the video (sidecar files that could not be read)."""
+        warnings = []
         if self.sidecar is not None:
-            captions = self.sidecar.captions(video_path, [(s.start_frame, s.end_frame) for s in spans], fps)
+            captions, warnings = self.sidecar.captions(video_path, [(s.start_frame, s.end_frame) for s in spans],
+                                                       times)
             self._put(rows, "caption_sidecar", captions, "sidecar caption files beside the video")
         if self.coca_cfg.get("enabled"):
-            middles = [frames[span.key_frames()[1]] for span in spans]
+            middles = [frames[span.key_frames(times)[1]] for span in spans]
             self._put(rows, "caption_coca", self.coca().captions(middles), self.coca().describe())
         if self.vblip_cfg.get("enabled"):
-            clips = [[frames[i] for i in span.frames_across(self.vblip_frames)] for span in spans]
+            clips = [[frames[i] for i in span.frames_across(self.vblip_frames, times)] for span in spans]
             self._put(rows, "caption_vblip", self.vblip().captions(clips), self.vblip().describe())
         if self.llm_cfg.get("enabled"):
             merger = self.llm()
@@ -109,6 +112,7 @@ class CaptionStage:
                 if row["caption_llm"] is not None and any(
                         "random weights" in (row.get(f"{c}_model") or "") for c in merger.inputs if row.get(c)):
                     row["caption_llm_model"] += RANDOM_INPUTS_NOTE
+        return warnings
 
     @staticmethod
     def _put(rows: list[dict], column: str, captions: list[str | None], label: str) -> None:

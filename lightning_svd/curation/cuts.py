@@ -4,7 +4,8 @@ A detector at the native rate finds hard cuts to the frame. Slow transitions (cr
 change little between neighbouring frames, so detectors at reduced rates see them as one large step between
 two sampled frames; those cuts are only known to lie inside that step, so they carry the step as their window.
 Cut lists are merged with a tolerance (the finest level's cut wins) and the frames are fed from memory, so the
-video is decoded once for all levels.
+video is decoded once for all levels. Frames are sampled, and every tolerance measured, on the frames' presentation
+times, so a variable frame rate needs nothing special.
 """
 
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, HashDetector, HistogramDetector
+
+from .video_io import frames_at_rate, span_rate
 
 DETECTORS = {
     "adaptive": AdaptiveDetector,
@@ -25,7 +28,7 @@ DETECTORS = {
 class CutLevel:
     """One detector of the cascade: which PySceneDetect detector, at which frame rate, with which parameters.
 
-    `fps=None` runs at the native rate. `params` go to the detector's constructor (for example `threshold`, or
+    `fps=None` runs on every frame. `params` go to the detector's constructor (for example `threshold`, or
     `adaptive_threshold` and `min_content_val` for the adaptive detector); `min_scene_len` is in seconds.
     """
 
@@ -39,11 +42,11 @@ class CutLevel:
             choices = ", ".join(sorted(DETECTORS))
             raise ValueError(f"cut level {self.name!r}: unknown detector {self.detector!r}; choose from {choices}")
 
-    def step(self, native_fps: float) -> int:
-        """Frames between two samples at this level (1 at the native rate)."""
-        if self.fps is None or self.fps >= native_fps:
-            return 1
-        return max(1, int(round(native_fps / self.fps)))
+    def samples(self, times: np.ndarray, num_frames: int) -> list[int]:
+        """The frames this level sees: every frame, or the frames nearest each 1/fps s."""
+        if self.fps is None or self.fps >= span_rate(times, 0, num_frames):
+            return list(range(num_frames))
+        return frames_at_rate(times, 0, num_frames, self.fps)
 
     def build(self):
         params = dict(self.params)
@@ -65,54 +68,53 @@ class Cut:
     def is_hard(self) -> bool:
         return self.start_frame == self.end_frame
 
-    def time_s(self, fps: float) -> float:
-        return self.frame / fps
+    def time_s(self, times: np.ndarray) -> float:
+        return float(times[self.frame])
 
 
-def run_level(frames_bgr: np.ndarray, fps: float, level: CutLevel, tolerance: float = 0.0) -> list[Cut]:
-    """Feed every `step`-th frame to one detector; a cut reported at sample `t` lies between `t - step` and `t`.
+def run_level(frames_bgr: np.ndarray, times: np.ndarray, level: CutLevel, tolerance_s: float = 0.0) -> list[Cut]:
+    """Feed the level's samples to one detector; a cut reported at a sample lies after the sample before it.
 
-    Reports closer than `tolerance` frames are joined into one cut spanning them (its frame is their middle)."""
-    step = level.step(fps)
+    Detectors get each frame's presentation time. Reports closer than `tolerance_s` are joined into one cut spanning
+    them (its frame is their middle)."""
+    samples = level.samples(times, len(frames_bgr))
+    rate = span_rate(times, 0, len(frames_bgr))
     detector = level.build()
-    reported: list[int] = []
-    last = 0
-    for index in range(0, len(frames_bgr), step):
-        timecode = FrameTimecode(index, fps=fps)
-        reported.extend(tc.frame_num for tc in detector.process_frame(timecode, frames_bgr[index]))
-        last = index
-    reported.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(last, fps=fps)))
-    windows = []
-    for frame in sorted(set(reported)):
-        if frame > 0:
-            windows.append((frame, frame) if step == 1 else (max(0, frame - step + 1), frame))
-    return [Cut((start + end) // 2, start, end, level.name) for start, end in _cluster(windows, tolerance)]
+    reported: list[float] = []
+    for index in samples:
+        timecode = FrameTimecode(float(times[index]), fps=rate)
+        reported.extend(tc.seconds for tc in detector.process_frame(timecode, frames_bgr[index]))
+    reported.extend(tc.seconds for tc in detector.post_process(FrameTimecode(float(times[samples[-1]]), fps=rate)))
+    shown = times[samples]
+    positions = sorted({int(np.argmin(np.abs(shown - t))) for t in reported} - {0})
+    windows = [(samples[position - 1] + 1, samples[position]) for position in positions]
+    return [Cut((start + end) // 2, start, end, level.name) for start, end in _cluster(windows, times, tolerance_s)]
 
 
-def _cluster(windows: list[tuple[int, int]], tolerance: float) -> list[tuple[int, int]]:
-    """Join windows closer than `tolerance` frames: one slow transition often trips a detector several times."""
+def _cluster(windows: list[tuple[int, int]], times: np.ndarray, tolerance_s: float) -> list[tuple[int, int]]:
+    """Join windows closer than `tolerance_s`: one slow transition often trips a detector several times."""
     clusters: list[tuple[int, int]] = []
     for start, end in windows:
-        if clusters and start - clusters[-1][1] <= tolerance:
+        if clusters and times[start] - times[clusters[-1][1]] <= tolerance_s + 1e-9:
             clusters[-1] = (clusters[-1][0], max(end, clusters[-1][1]))
         else:
             clusters.append((start, end))
     return clusters
 
 
-def _gap(a: Cut, b: Cut) -> int:
-    """Frames between two cut windows (0 when they overlap)."""
-    return max(0, max(a.start_frame, b.start_frame) - min(a.end_frame, b.end_frame))
+def _gap(a: Cut, b: Cut, times: np.ndarray) -> float:
+    """Seconds between two cut windows (0 when they overlap)."""
+    return max(0.0, float(times[max(a.start_frame, b.start_frame)] - times[min(a.end_frame, b.end_frame)]))
 
 
-def merge_cuts(per_level: list[list[Cut]], fps: float, tolerance_s: float) -> list[Cut]:
+def merge_cuts(per_level: list[list[Cut]], times: np.ndarray, tolerance_s: float) -> list[Cut]:
     """Union of all levels, finest first: a cut is kept unless a finer level already has one within `tolerance_s`
     of its window (so a hard cut seen by every level keeps the native level's exact frame)."""
-    tolerance = tolerance_s * fps
     kept: list[Cut] = []
     for cuts in per_level:
         accepted_before = list(kept)
-        kept.extend(cut for cut in cuts if all(_gap(cut, other) > tolerance for other in accepted_before))
+        kept.extend(cut for cut in cuts
+                    if all(_gap(cut, other, times) > tolerance_s + 1e-9 for other in accepted_before))
     return sorted(kept, key=lambda cut: cut.frame)
 
 
@@ -131,6 +133,13 @@ def luma_change(frames_rgb: np.ndarray, bins: int = 64) -> np.ndarray:
     return change
 
 
+def _within(shown: np.ndarray, begin: float, end: float) -> tuple[int, int]:
+    """The first and last frame shown in `[begin, end]` seconds, frame 0 left out (it has no change)."""
+    low = int(np.searchsorted(shown, begin - 1e-9, side="left"))
+    high = int(np.searchsorted(shown, end + 1e-9, side="right")) - 1
+    return max(1, low), min(len(shown) - 1, high)
+
+
 @dataclass(frozen=True)
 class WindowRefiner:
     """Find the frames a transition really spans from the per-frame luma change around a detected cut.
@@ -146,16 +155,15 @@ class WindowRefiner:
     reach_s: float = 0.5
     context_s: float = 2.0
 
-    def refine(self, cut: Cut, change: np.ndarray, fps: float) -> Cut:
-        last = len(change) - 1
+    def refine(self, cut: Cut, change: np.ndarray, times: np.ndarray) -> Cut:
+        shown = times[:len(change)]
         peak = cut.start_frame + int(np.argmax(change[cut.start_frame:cut.end_frame + 1]))
-        context = int(round(self.context_s * fps))
-        baseline = float(np.median(change[max(1, peak - context):min(last, peak + context) + 1]))
+        context_low, context_high = _within(shown, shown[peak] - self.context_s, shown[peak] + self.context_s)
+        baseline = float(np.median(change[context_low:context_high + 1]))
         threshold = max(self.floor, self.ratio * baseline)
         if change[peak] <= threshold:
             return cut
-        reach = int(round(self.reach_s * fps))
-        low, high = max(1, cut.start_frame - reach), min(last, cut.end_frame + reach)
+        low, high = _within(shown, shown[cut.start_frame] - self.reach_s, shown[cut.end_frame] + self.reach_s)
         first = peak
         while first - 1 >= low and change[first - 1] > threshold:
             first -= 1
@@ -193,12 +201,12 @@ class CutCascade:
             refiner=refiner if refine.get("enabled", True) else None,
         )
 
-    def detect(self, frames_rgb: np.ndarray, fps: float) -> list[Cut]:
+    def detect(self, frames_rgb: np.ndarray, times: np.ndarray) -> list[Cut]:
+        """Cuts of the frames `frames_rgb`, shown at `times` seconds (one entry more: where the last frame ends)."""
         frames_bgr = np.ascontiguousarray(frames_rgb[..., ::-1])
-        tolerance = self.merge_tolerance_s * fps
-        cuts = merge_cuts([run_level(frames_bgr, fps, level, tolerance) for level in self.levels], fps,
-                          self.merge_tolerance_s)
+        tolerance = self.merge_tolerance_s
+        cuts = merge_cuts([run_level(frames_bgr, times, level, tolerance) for level in self.levels], times, tolerance)
         if self.refiner is None:
             return cuts
         change = luma_change(frames_rgb)
-        return [self.refiner.refine(cut, change, fps) for cut in cuts]
+        return [self.refiner.refine(cut, change, times) for cut in cuts]

@@ -12,6 +12,10 @@ Two Farneback methods (OpenCV), chosen by `curation.flow.farneback.method`:
 RAFT (torchvision) at 800x450 is the paper's choice for the high-quality finetuning set ("the motion scores are then
 computed similarly"): mean magnitude between consecutive 2-fps samples, in pixels at RAFT's input size per step.
 Each method's `describe()` is what the clip table's `flow_score_model` column records.
+
+Samples are the frames shown nearest each 1/fps s (`video_io.frames_at_rate`), and every flow is divided by the time
+between its two frames, so a variable frame rate or a dropped frame changes no score's units. `times` is seconds per
+frame of the video, one entry more for where the last frame ends.
 """
 
 from dataclasses import dataclass
@@ -20,22 +24,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .video_io import scaled_size
+from .video_io import frames_at_rate, scaled_size, span_rate
 
 FARNEBACK_METHODS = ("paper", "compensated")
 
 
-def sample_indices(start: int, end: int, native_fps: float, flow_fps: float) -> list[int]:
+def sample_indices(times: np.ndarray, start: int, end: int, flow_fps: float) -> list[int]:
     """Frames of `[start, end)` at `flow_fps`; at least the first and last frame when the clip is shorter."""
-    step = nominal_step(native_fps, flow_fps)
-    indices = list(range(start, end, step))
+    indices = frames_at_rate(times, start, end, flow_fps)
     if len(indices) < 2 and end - start >= 2:
         indices = [start, end - 1]
     return indices
-
-
-def nominal_step(native_fps: float, flow_fps: float) -> int:
-    return max(1, int(round(native_fps / flow_fps)))
 
 
 @dataclass(frozen=True)
@@ -65,21 +64,25 @@ class Farneback:
 class PaperFarneback(Farneback):
     """The paper's plain computation: grey frames at `fps`, `short_side` px on the short side, Farneback between
     consecutive samples, mean magnitude over pixels and pairs. No extrapolation: a clip too short for two samples
-    has no score (the paper profile's clips are 2 s or longer)."""
+    has no score (the paper profile's clips are 2 s or longer). A pair whose frames are not exactly 1/fps s apart (a
+    rate that is not a multiple of fps, a variable rate) counts per 1/fps s."""
 
-    def frames_needed(self, start: int, end: int, native_fps: float) -> list[int]:
-        return list(range(start, end, nominal_step(native_fps, self.fps)))
+    def frames_needed(self, start: int, end: int, times: np.ndarray) -> list[int]:
+        return frames_at_rate(times, start, end, self.fps)
 
     def _grey(self, frame: np.ndarray) -> np.ndarray:
         width, height = scaled_size(frame.shape[1], frame.shape[0], self.short_side)
         return cv2.cvtColor(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
 
-    def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
+    def score(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> float | None:
         """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
-        greys = [self._grey(frames[i]) for i in self.frames_needed(start, end, native_fps)]
-        if len(greys) < 2:
+        samples = self.frames_needed(start, end, times)
+        if len(samples) < 2:
             return None
-        return float(np.mean([self._magnitude(a, b) for a, b in zip(greys, greys[1:])]))
+        greys = [self._grey(frames[i]) for i in samples]
+        step = 1.0 / self.fps
+        return float(np.mean([self._magnitude(greys[k], greys[k + 1]) * step / (times[b] - times[a])
+                              for k, (a, b) in enumerate(zip(samples, samples[1:]))]))
 
     def describe(self) -> str:
         return (f"farneback paper: {self.fps:g} fps, {self.short_side}-px short side, mean |flow| in px of that map "
@@ -92,26 +95,27 @@ class CompensatedFarneback(Farneback):
 
     Flow is computed on grey frames with `compute_short_side` px on the short side, contrast-normalised per pair
     (washed-out footage otherwise reads as slow), and rescaled to the `short_side` map.
-    At each sample `t` it measures the flow to frame `t + gap` (`gap=None`: to the next sample) and extrapolates it
-    linearly to one sampling step. Sensor noise adds a flow magnitude that does not grow with the time gap while
-    motion does, so with `noise_compensated` the score is `|F(t, t+2g)| - |F(t, t+g)|` per frame (exactly the mean
-    magnitude for clean footage), which keeps static but noisy shots below slowly moving ones."""
+    At each sample `t` it measures the flow to frame `t + gap` (`gap=None`: frames one nominal sampling step apart)
+    and extrapolates it linearly, by the time between the frames, to one sampling step (1/fps s). Sensor noise adds
+    a flow magnitude that does not grow with the time gap while motion does, so with `noise_compensated` the score
+    is `|F(t, t+2g)| - |F(t, t+g)|` per frame (exactly the mean magnitude for clean footage), which keeps static but
+    noisy shots below slowly moving ones."""
 
     compute_short_side: int = 32
     gap: int | None = 1
     noise_compensated: bool = True
     contrast_normalized: bool = True
 
-    def _gap(self, native_fps: float) -> int:
-        return self.gap or nominal_step(native_fps, self.fps)
+    def _gap(self, times: np.ndarray, start: int, end: int) -> int:
+        return self.gap or max(1, int(round(span_rate(times, start, end) / self.fps)))
 
-    def _samples(self, start: int, end: int, native_fps: float) -> list[int]:
-        reach = self._gap(native_fps) * (2 if self.noise_compensated else 1)
-        return list(range(start, end - reach, nominal_step(native_fps, self.fps)))
+    def _samples(self, times: np.ndarray, start: int, end: int) -> list[int]:
+        reach = self._gap(times, start, end) * (2 if self.noise_compensated else 1)
+        return frames_at_rate(times, start, end - reach, self.fps)
 
-    def frames_needed(self, start: int, end: int, native_fps: float) -> list[int]:
-        gap = self._gap(native_fps)
-        samples = self._samples(start, end, native_fps)
+    def frames_needed(self, start: int, end: int, times: np.ndarray) -> list[int]:
+        gap = self._gap(times, start, end)
+        samples = self._samples(times, start, end)
         if not samples:
             return [start, end - 1] if end - start >= 2 else []
         offsets = (0, gap, 2 * gap) if self.noise_compensated else (0, gap)
@@ -127,25 +131,26 @@ class CompensatedFarneback(Farneback):
             return grey.round().astype(np.uint8)
         return np.clip((grey - reference.mean()) / (reference.std() + 1e-3) * 40.0 + 128.0, 0, 255).astype(np.uint8)
 
-    def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
+    def score(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> float | None:
         """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
         if end - start < 2:
             return None
-        step, gap = nominal_step(native_fps, self.fps), self._gap(native_fps)
-        samples = self._samples(start, end, native_fps)
+        step, gap = 1.0 / self.fps, self._gap(times, start, end)
+        samples = self._samples(times, start, end)
         if not samples:
-            return self._plain(frames[start], frames[end - 1]) / (end - 1 - start) * step * self._to_map(frames[start])
-        per_frame = []
+            speed = self._plain(frames[start], frames[end - 1]) / (times[end - 1] - times[start])
+            return float(speed) * step * self._to_map(frames[start])
+        per_second = []
         for t in samples:
             reference = self._grey(frames[t])
             base = self._normalise(reference, reference)
             near = self._magnitude(base, self._normalise(self._grey(frames[t + gap]), reference))
             if self.noise_compensated:
                 far = self._magnitude(base, self._normalise(self._grey(frames[t + 2 * gap]), reference))
-                per_frame.append(max(0.0, far - near) / gap)
+                per_second.append(max(0.0, far - near) / (times[t + 2 * gap] - times[t + gap]))
             else:
-                per_frame.append(near / gap)
-        return float(np.mean(per_frame)) * step * self._to_map(frames[start])
+                per_second.append(near / (times[t + gap] - times[t]))
+        return float(np.mean(per_second)) * step * self._to_map(frames[start])
 
     def _plain(self, first: np.ndarray, second: np.ndarray) -> float:
         reference = self._grey(first)
@@ -167,7 +172,8 @@ class CompensatedFarneback(Farneback):
 class RaftFlow:
     """torchvision RAFT (`raft_small` or `raft_large`) with weights from a local state-dict file.
 
-    Without weights the network is randomly initialised (for tests); the table's flow model column says so."""
+    Without weights the network is randomly initialised (seeded: reruns agree; for tests), and the table's flow model
+    column says so."""
 
     fps: float = 2.0
     model: str = "raft_small"
@@ -191,8 +197,8 @@ class RaftFlow:
         if self.weights and not Path(self.weights).expanduser().is_file():
             raise ValueError(f"curation.flow.raft.weights: no file at {self.weights} (a torchvision RAFT state dict)")
 
-    def frames_needed(self, start: int, end: int, native_fps: float) -> list[int]:
-        return sample_indices(start, end, native_fps, self.fps)
+    def frames_needed(self, start: int, end: int, times: np.ndarray) -> list[int]:
+        return sample_indices(times, start, end, self.fps)
 
     def network(self):
         """Built on first use, once per worker process."""
@@ -202,7 +208,10 @@ class RaftFlow:
         import torch
         from torchvision.models import optical_flow
 
-        network = getattr(optical_flow, self.model)(weights=None)
+        from .local_models import seeded_init
+
+        with seeded_init():
+            network = getattr(optical_flow, self.model)(weights=None)
         if self.weights:
             state = torch.load(Path(self.weights).expanduser(), map_location="cpu", weights_only=True)
             network.load_state_dict(state)
@@ -220,14 +229,14 @@ class RaftFlow:
         return (f"{self.model} weights={self.weights or 'random (scores are not meaningful)'} "
                 f"{self.width}x{self.height}, px per {1 / self.fps:g} s")
 
-    def score(self, frames: dict[int, np.ndarray], start: int, end: int, native_fps: float) -> float | None:
-        """Mean RAFT flow magnitude between consecutive samples, scaled to one nominal step."""
+    def score(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> float | None:
+        """Mean RAFT flow magnitude between consecutive samples, scaled to one sampling step (1/fps s)."""
         import torch
 
-        indices = sample_indices(start, end, native_fps, self.fps)
+        indices = sample_indices(times, start, end, self.fps)
         if len(indices) < 2:
             return None
-        step = nominal_step(native_fps, self.fps)
+        step = 1.0 / self.fps
         network = self.network()
         images = [self._tensor(frames[i]) for i in indices]
         magnitudes = []
@@ -238,7 +247,7 @@ class RaftFlow:
                 second = torch.stack(images[begin + 1:stop + 1]).to(self.device)
                 flow = network(first, second, num_flow_updates=self.num_flow_updates)[-1]
                 per_pair = flow.norm(dim=1).mean(dim=(1, 2)).cpu().tolist()
-                gaps = [indices[k + 1] - indices[k] for k in range(begin, stop)]
+                gaps = [times[indices[k + 1]] - times[indices[k]] for k in range(begin, stop)]
                 magnitudes.extend(m * step / g for m, g in zip(per_pair, gaps))
         return float(np.mean(magnitudes))
 

@@ -4,6 +4,10 @@ Every stage is a pure function of the video and the `curation` config, so the lo
 `VideoCurator.curate` and get the same rows. The video is decoded twice at most: once at the analysis size (every
 frame, for the cuts and the Farneback flow) and once for the few full-size frames the frame scorers share (first,
 middle and last frame of every clip for OCR, aesthetics, CLIP and CoCa; VideoBLIP's and RAFT's frames when on).
+Frames are picked and clips measured by presentation time, so variable-frame-rate sources are ordinary input.
+
+A video ends in one of three ways: clips (`ok` rows), no clip although it decodes (one `empty` row: a still image,
+a fade, nothing as long as `curation.cuts.min_clip_s`), or one `error` row when it cannot be read.
 """
 
 import errno
@@ -15,16 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
-from ..clip_table import CAPTION_COLUMNS, CLIP_SOURCE_COLUMNS, SCORE_COLUMNS
+from ..clip_table import CAPTION_COLUMNS, CLIP_SOURCE_COLUMNS, EMPTY, ERROR, OK, SCORE_COLUMNS
 from .aesthetic import ClassicQuality
 from .caption_stage import CaptionStage
-from .clips import ClipPolicy, ClipSpan, clip_id, error_id, source_name
+from .clips import ClipPolicy, ClipSpan, clip_id, source_name, status_id
 from .cuts import CutCascade
 from .motion import build_flow
 from .ocr import build_ocr
 from .split import SPLITTERS
 from .table import config_hash, empty_row
-from .video_io import BadVideoError, VideoLimits, decode_all, decode_at, probe_video, scaled_size
+from .video_io import (
+    BadVideoError,
+    VideoInfo,
+    VideoLimits,
+    decode_all,
+    decode_at,
+    frame_intervals,
+    probe_video,
+    scaled_size,
+    span_rate,
+)
 
 # How a clip's per-caption CLIP similarities become its clip_score (`curation.clip.combine`; the paper does not say)
 CLIP_COMBINATIONS = {"mean": statistics.fmean, "max": max}
@@ -37,15 +51,25 @@ def uses_torch(cfg: dict) -> bool:
             or captioners)
 
 
+class NoClipError(Exception):
+    """A video that decodes but yields no clip; it becomes a table row with status=empty and this message."""
+
+
 @dataclass
 class VideoResult:
-    """The rows of one video plus what the report needs (detected cuts, seconds per stage)."""
+    """The rows of one video plus what the report needs (detected cuts, seconds per stage, what went wrong)."""
 
     video_path: str
     rows: list[dict]
     cuts: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # why the video could not be read
+    empty: str | None = None  # why a readable video gave no clip
+    warnings: list[str] = field(default_factory=list)  # what was skipped without costing a clip (a bad sidecar)
+
+    @property
+    def status(self) -> str:
+        return ERROR if self.error is not None else EMPTY if self.empty is not None else OK
 
 
 class _Timer:
@@ -154,6 +178,8 @@ class VideoCurator:
             return self._curate(video_path, seconds)
         except BadVideoError as err:
             return self._error(video_path, str(err), seconds)
+        except NoClipError as err:
+            return self._empty(video_path, str(err), seconds)
         except Exception as err:  # one broken video must never stop a shard; a full disk is no fault of the video,
             if isinstance(err, OSError) and err.errno == errno.ENOSPC:  # so it stops the run (a rerun curates it)
                 raise
@@ -161,14 +187,24 @@ class VideoCurator:
             message = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
             return self._error(video_path, message, seconds)
 
+    def _status_row(self, video_path: str, status: str, message: str) -> dict:
+        return {**empty_row(), "clip_id": status_id(self.source_name(video_path), status), "video_path": video_path,
+                "status": status, "error": message}
+
     def _error(self, video_path: str, message: str, seconds: dict[str, float]) -> VideoResult:
-        row = {**empty_row(), "clip_id": error_id(self.source_name(video_path)), "video_path": video_path,
-               "status": "error", "error": message}
-        return VideoResult(video_path, [row], seconds=seconds, error=message)
+        return VideoResult(video_path, [self._status_row(video_path, ERROR, message)], seconds=seconds, error=message)
+
+    def _empty(self, video_path: str, message: str, seconds: dict[str, float], cuts: list[dict] | None = None,
+               warnings: list[str] | None = None) -> VideoResult:
+        return VideoResult(video_path, [self._status_row(video_path, EMPTY, message)], cuts or [], seconds,
+                           empty=message, warnings=warnings or [])
 
     def _curate(self, video_path: str, seconds: dict[str, float]) -> VideoResult:
         with _Timer(seconds, "probe"):
             info = probe_video(video_path, self.limits)
+        if info.num_frames < 2:
+            raise NoClipError(f"a single frame (a still image), no clip of at least curation.cuts.min_clip_s="
+                              f"{self.policy.min_clip_s} s")
         width, height = scaled_size(info.width, info.height, self.analysis_short_side)
         needed = info.num_frames * width * height * 3
         if needed > self.max_analysis_bytes:
@@ -179,20 +215,18 @@ class VideoCurator:
         with _Timer(seconds, "decode"):
             frames = decode_all(info, self.analysis_short_side, self.cfg["decode"].get("threads", "AUTO"))
         with _Timer(seconds, "cuts"):
-            cuts = self.cascade.detect(frames, info.fps)
-            spans = self.policy.spans(cuts, info.num_frames, info.fps, info.keyframes)
-        cut_records = [{"frame": c.frame, "time_s": c.time_s(info.fps), "start_frame": c.start_frame,
+            cuts = self.cascade.detect(frames, info.times)
+            spans = self.policy.spans(cuts, info.times, info.keyframes)
+        cut_records = [{"frame": c.frame, "time_s": c.time_s(info.times), "start_frame": c.start_frame,
                         "end_frame": c.end_frame, "level": c.level} for c in cuts]
         if not spans:
-            raise BadVideoError(
-                f"no clip of at least curation.cuts.min_clip_s={self.policy.min_clip_s} s "
-                f"(video {info.duration_s:.2f} s, {len(cuts)} cut(s))"
-            )
+            return self._empty(video_path, f"no clip of at least curation.cuts.min_clip_s={self.policy.min_clip_s} s "
+                               f"(video {info.duration_s:.2f} s, {len(cuts)} cut(s))", seconds, cut_records)
         with _Timer(seconds, "frames"):
             full = self._full_frames(info, spans)
         rows = [self._base_row(info, span) for span in spans]
         with _Timer(seconds, "captions"):
-            self.captioners.fill(rows, spans, full, video_path, info.fps)
+            warnings = self.captioners.fill(rows, spans, full, video_path, info.times)
             captions = [{c: row[c] for c in self.caption_columns if row.get(c)} for row in rows]
             for row, texts in zip(rows, captions):
                 row["caption"] = next(iter(texts.values()), None)
@@ -200,8 +234,8 @@ class VideoCurator:
             if self.flow is not None:
                 source = full if self.flow.full_resolution else frames
                 for row, span in zip(rows, spans):
-                    row["flow_score"] = self.flow.score(source, span.start_frame, span.end_frame, info.fps)
-        key_frames = [[full[i] for i in span.key_frames()] for span in spans]
+                    row["flow_score"] = self.flow.score(source, span.start_frame, span.end_frame, info.times)
+        key_frames = [[full[i] for i in span.key_frames(info.times)] for span in spans]
         text_masks = [None] * len(spans)
         with _Timer(seconds, "ocr"):
             if self.ocr is not None:
@@ -233,26 +267,29 @@ class VideoCurator:
                 from_random = [c for c in texts if "random weights" in (row.get(f"{c}_model") or "")]
                 if from_random:
                     row["clip_score_model"] += f"; {', '.join(from_random)} from random weights"
-        return VideoResult(video_path, rows, cut_records, seconds)
+        return VideoResult(video_path, rows, cut_records, seconds, warnings=warnings)
 
     def source_name(self, video_path: str) -> str:
         return source_name(video_path, self.cfg.get("source_root"))
 
-    def _base_row(self, info, span: ClipSpan) -> dict:
+    def _base_row(self, info: VideoInfo, span: ClipSpan) -> dict:
+        shortest, longest = frame_intervals(info.times, span.start_frame, span.end_frame)
         return {
             **empty_row(), "clip_id": clip_id(self.source_name(info.path), span), "video_path": info.path,
-            "start_s": span.start_frame / info.fps, "end_s": span.end_frame / info.fps,
-            "start_frame": span.start_frame, "end_frame": span.end_frame, "fps": info.fps,
+            "start_s": float(info.times[span.start_frame]), "end_s": float(info.times[span.end_frame]),
+            "start_frame": span.start_frame, "end_frame": span.end_frame,
+            "fps": span_rate(info.times, span.start_frame, span.end_frame),
+            "min_frame_interval_s": shortest, "max_frame_interval_s": longest,
             "width": info.width, "height": info.height, "num_frames": span.num_frames,
-            "status": "ok", "error": None,
+            "status": OK, "error": None,
         }
 
-    def _full_frames(self, info, spans: list[ClipSpan]) -> dict[int, np.ndarray]:
-        wanted = {i for span in spans for i in span.key_frames()}
-        wanted.update(i for span in spans for i in self.captioners.frames_needed(span))
+    def _full_frames(self, info: VideoInfo, spans: list[ClipSpan]) -> dict[int, np.ndarray]:
+        wanted = {i for span in spans for i in span.key_frames(info.times)}
+        wanted.update(i for span in spans for i in self.captioners.frames_needed(span, info.times))
         if self.flow is not None and self.flow.full_resolution:
             for span in spans:
-                wanted.update(self.flow.frames_needed(span.start_frame, span.end_frame, info.fps))
+                wanted.update(self.flow.frames_needed(span.start_frame, span.end_frame, info.times))
         return decode_at(info, sorted(wanted))
 
     def _clip_scores(self, rows: list[dict], key_frames: list[list[np.ndarray]],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..clip_table import OK, STATUSES
 from .pipeline import VideoResult
 from .table import ClipTableWriter, Shard, config_hash, plan_shards
 
@@ -41,16 +42,20 @@ class RunSummary:
 
 
 def _shard_meta(results: list[VideoResult]) -> dict:
+    """The done marker's bookkeeping: counts by outcome, seconds per stage (in total and per video), why videos were
+    empty or errors, warnings, and the detected cuts."""
     seconds: dict[str, float] = defaultdict(float)
     for result in results:
         for stage, value in result.seconds.items():
             seconds[stage] += value
     return {
-        "videos_ok": sum(r.error is None for r in results),
-        "videos_error": sum(r.error is not None for r in results),
-        "clips": sum(len(r.rows) for r in results if r.error is None),
+        **{f"videos_{status}": sum(r.status == status for r in results) for status in STATUSES},
+        "clips": sum(len(r.rows) for r in results if r.status == OK),
         "stage_seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "video_seconds": {r.video_path: {k: round(v, 4) for k, v in r.seconds.items()} for r in results},
         "errors": {r.video_path: r.error for r in results if r.error is not None},
+        "empty": {r.video_path: r.empty for r in results if r.empty is not None},
+        "warnings": {r.video_path: r.warnings for r in results if r.warnings},
         "cuts": {r.video_path: r.cuts for r in results if r.error is None},
     }
 
@@ -72,7 +77,7 @@ def curate_videos(videos: list[str], cfg: dict, folder: str | Path, engine, prog
             shard = shard_of[result.video_path]
             collected[shard.index][result.video_path] = result
             processed += 1
-            clips += sum(1 for row in result.rows if row["status"] == "ok")
+            clips += sum(1 for row in result.rows if row["status"] == OK)
             for stage, value in result.seconds.items():
                 stage_seconds[stage] += value
             bar.update(1)

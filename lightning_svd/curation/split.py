@@ -1,8 +1,9 @@
 """Optional physical clips: stream copy from a keyframe (fast, the paper's choice) or an exact re-encode.
 
 `copy` remuxes the packets of `[start, end)` without decoding; it is exact only when the clip starts on a keyframe
-(`curation.cuts.snap_to_keyframes=true`), otherwise the file starts at the keyframe before the clip. `reencode`
-decodes exactly the clip's frames and encodes them as H.264.
+(`curation.cuts.snap_to_keyframes=true`), otherwise the file starts at the keyframe before the clip; it keeps the
+source's display rotation. `reencode` decodes exactly the clip's frames, upright, and encodes them as H.264. Both keep
+the frames' presentation timestamps, so a variable-frame-rate clip plays as its source did.
 """
 
 from fractions import Fraction
@@ -20,6 +21,8 @@ def copy_clip(info: VideoInfo, start_frame: int, end_frame: int, target: Path) -
     with av.open(info.path) as source, av.open(str(partial), mode="w") as sink:
         in_stream = source.streams.video[0]
         out_stream = sink.add_stream_from_template(in_stream)
+        if info.turns:
+            out_stream.set_display_rotation(90 * info.turns)
         source.seek(first_pts, stream=in_stream, backward=True, any_frame=False)
         for packet in source.demux(in_stream):
             if packet.pts is None or packet.dts is None:
@@ -44,10 +47,12 @@ def reencode_clip(info: VideoInfo, start_frame: int, end_frame: int, target: Pat
         stream = sink.add_stream("libx264", rate=rate)
         stream.width, stream.height = info.width - info.width % 2, info.height - info.height % 2
         stream.pix_fmt = "yuv420p"
+        stream.time_base = info.time_base
         stream.options = {"crf": str(crf)}
         for index in range(start_frame, end_frame):
-            image = frames[index][: stream.height, : stream.width]
-            sink.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(frames[index][: stream.height, : stream.width], format="rgb24")
+            frame.pts, frame.time_base = info.frame_pts(index) - info.frame_pts(start_frame), info.time_base
+            sink.mux(stream.encode(frame))
         sink.mux(stream.encode(None))
     partial.replace(target)
     return target

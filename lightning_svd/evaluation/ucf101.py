@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..video import quarter_turns, upright
 from .fvd import FVDProtocol
 
 OFFICIAL_NUM_CLASSES = 101
@@ -274,7 +275,7 @@ class ClipSelection:
 
 def decode_clip(path: str | Path, num_frames: int = 16, fps: float = 25.0,
                 start_s: float = 0.0) -> tuple[np.ndarray, ClipSelection]:
-    """Decode `num_frames` frames at `fps` from `start_s` with PyAV: (T, H, W, 3) uint8 and what was taken.
+    """Decode `num_frames` frames at `fps` from `start_s` with PyAV: upright (T, H, W, 3) uint8 and what was taken.
 
     Target times are start + k / fps (relative to the first frame); each takes the decoded frame nearest to
     it. Decoding stops after the last target, so a clip at the start of a long video is cheap.
@@ -293,7 +294,7 @@ def decode_clip(path: str | Path, num_frames: int = 16, fps: float = 25.0,
         for index, frame in enumerate(container.decode(stream)):
             time = frame.time if frame.time is not None else index / rate
             first_time = time if first_time is None else first_time
-            current = (index, time - first_time, frame.to_ndarray(format="rgb24"))
+            current = (index, time - first_time, upright(frame.to_ndarray(format="rgb24"), quarter_turns(frame)))
             while len(frames) < num_frames and current[1] >= targets[len(frames)]:
                 target = targets[len(frames)]
                 pick = current if previous is None or current[1] - target <= target - previous[1] else previous

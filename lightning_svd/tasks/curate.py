@@ -13,7 +13,7 @@ from ..clip_table import COLUMN_NOTES, done_markers, read_clip_table
 from ..curation.engines import LocalEngine
 from ..curation.pipeline import VideoCurator
 from ..curation.quality import evaluate_against_truth
-from ..curation.report import histogram_image, render_markdown, score_values, summarize
+from ..curation.report import headline, histogram_image, problem_lines, render_markdown, score_values, summarize
 from ..curation.runner import curate_videos, discover_videos
 from ..curation.table import ShardMismatchError
 from ..errors import UserError
@@ -68,14 +68,19 @@ def check(cfg) -> None:
 
 
 def ground_truth(videos: list[str]) -> dict[str, dict]:
-    """Synthetic-corpus sidecars (recognised by their `generator_version` and `cuts` keys) of the curated videos."""
+    """Synthetic-corpus sidecars (recognised by their `generator_version` and `cuts` keys) of the curated videos. A
+    `.json` beside a video that does not read is no ground truth (the sidecar captioner warns about it)."""
     truths = {}
     for video in videos:
         sidecar = Path(video).with_suffix(".json")
-        if sidecar.is_file():
-            data = json.loads(sidecar.read_text())
-            if isinstance(data, dict) and "generator_version" in data and "cuts" in data:
-                truths[video] = data
+        if not sidecar.is_file():
+            continue
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "generator_version" in data and "cuts" in data:
+            truths[video] = data
     return truths
 
 
@@ -132,9 +137,15 @@ def run(cfg, ctx) -> dict:
         if isinstance(value, float) and np.isfinite(value):
             writer.add_scalar(f"curation/quality/{name}", value, 0)
     writer.add_text("curation/report", markdown)
-    results = {"experiment": cfg.experiment, "profile": cfg.profile, **report}
+    results = {"experiment": cfg.experiment, "profile": cfg.profile,
+               **{k: v for k, v in report.items() if k != "videos"}}  # every video: curation_report.json
     ctx.write_results(results, markdown)
-    counts = report["counts"]
-    ctx.log.info(f"{counts['clips']} clips from {counts['videos_ok']} videos ({counts['videos_error']} errors) "
-                 f"-> {folder}")
+    ctx.log.info(f"{headline(report)} -> {folder}")
+    for line in problem_lines(report):
+        ctx.log.info(f"  {line}")
+    seconds = report["stage_seconds"]
+    slowest = sorted(seconds, key=seconds.get, reverse=True)[:3]
+    ctx.log.info(f"{summary.wall_seconds:.1f} s wall for {summary.videos_processed} videos; most time in "
+                 + ", ".join(f"{stage} {seconds[stage] / (sum(seconds.values()) or 1):.0%}" for stage in slowest)
+                 + f"; report: {ctx.run_dir / 'curation_report.md'}")
     return results

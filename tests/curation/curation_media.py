@@ -7,13 +7,19 @@ import av
 import numpy as np
 
 
-def write_video(path, frames, fps: int = 24, keyframe_interval: int = 12, pts=None) -> Path:
-    """Encode RGB uint8 frames as H.264 (time base 1/fps); `pts` overrides the timestamps (variable rate)."""
+def write_video(path, frames, fps: int = 24, keyframe_interval: int = 12, pts=None, rotation: int = 0,
+                faststart: bool = False) -> Path:
+    """Encode RGB uint8 frames as H.264 (time base 1/fps); `pts` overrides the timestamps (variable rate, or a stream
+    that does not start at zero); `rotation` (degrees counter-clockwise) is written as the display matrix, as phones
+    do; `faststart` puts the index in front."""
     path = Path(path)
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         time_base = Fraction(1, fps)  # the muxer replaces stream.time_base once the header is written
         stream.time_base = time_base
         stream.options = {"g": str(keyframe_interval), "crf": "18", "bf": "0", "threads": "1",
@@ -44,6 +50,12 @@ def textured(height: int, width: int, seed: int, shift: tuple[float, float] = (0
 
 def pan(height: int, width: int, seed: int, frames: int, speed: float) -> list[np.ndarray]:
     return [textured(height, width, seed, (speed * t, 0.5 * speed * t)) for t in range(frames)]
+
+
+def fade(height: int, width: int, frames: int) -> list[np.ndarray]:
+    """A flat field fading black to white and back: it decodes, but every frame is a transition."""
+    levels = np.concatenate([np.linspace(0, 255, frames // 2), np.linspace(255, 0, frames - frames // 2)])
+    return [np.full((height, width, 3), round(level), np.uint8) for level in levels]
 
 
 def write_tone(path, seconds: float = 1.0, rate: int = 16000) -> Path:

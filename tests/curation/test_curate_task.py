@@ -103,7 +103,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_table(reference_run, corp
     assert read_clip_table(run_dir / "clips").equals(expected)
 
 
-def test_bad_inputs_become_error_rows_and_the_run_finishes(tmp_path, corpus_source):
+def test_unreadable_videos_are_errors_readable_ones_without_clips_empty_and_the_run_finishes(tmp_path, corpus_source):
     source = tmp_path / "mixed"
     source.mkdir()
     good = sorted(corpus_source.glob("*.mp4"))[0]
@@ -116,17 +116,24 @@ def test_bad_inputs_become_error_rows_and_the_run_finishes(tmp_path, corpus_sour
     write_video(source / "vfr.mp4", frames, pts=np.cumsum([0] + [1] * 14 + [3] * 15).tolist())
     write_video(source / "large.mp4", [textured(192, 256, 3)] * 30)
     write_tone(source / "audio_only.mp4")
+    (source / "vfr.json").write_text('{"scenes": [{"start_frame": 0,')  # a malformed sidecar: a warning, no crash
     results = curate(tmp_path / "run", f"data.source={source}", "curation.decode.max_frame_pixels=20000")
     table = read_clip_table(tmp_path / "run" / "clips").to_pylist()
     errors = {Path(r["video_path"]).name: r["error"] for r in table if r["status"] == "error"}
-    assert set(errors) == {"empty.mp4", "notes.mp4", "truncated.mp4", "single.mp4", "vfr.mp4", "large.mp4",
-                           "audio_only.mp4"}
-    assert "no video stream" in errors["audio_only.mp4"]
-    assert "empty" in errors["empty.mp4"] and "variable frame rate" in errors["vfr.mp4"]
-    assert "max_frame_pixels" in errors["large.mp4"] and "only 1 frame" in errors["single.mp4"]
-    assert any(r["status"] == "ok" and r["video_path"].endswith("good.mp4") for r in table)
-    assert results["counts"]["videos_error"] == 7 and results["counts"]["videos_ok"] == 1
-    assert "## Errors" in (tmp_path / "run" / "curation_report.md").read_text()
+    assert set(errors) == {"empty.mp4", "notes.mp4", "truncated.mp4", "large.mp4", "audio_only.mp4"}
+    assert "no video stream" in errors["audio_only.mp4"] and "empty" in errors["empty.mp4"]
+    assert "max_frame_pixels" in errors["large.mp4"]
+    assert [(Path(r["video_path"]).name, r["error"]) for r in table if r["status"] == "empty"] == [
+        ("single.mp4", "a single frame (a still image), no clip of at least curation.cuts.min_clip_s=0.5 s")]
+    assert {Path(r["video_path"]).name for r in table if r["status"] == "ok"} == {"good.mp4", "vfr.mp4"}
+    counts = results["counts"]
+    assert (counts["videos_ok"], counts["videos_empty"], counts["videos_error"]) == (2, 1, 5)
+    assert counts["videos_with_warnings"] == 1 and list(results["warnings"]) == [str(source / "vfr.mp4")]
+    report = (tmp_path / "run" / "curation_report.md").read_text()
+    assert "**8 videos: 2 ok (" in report and "1 empty (decode, but no clip long enough), 5 errors" in report
+    assert "| `single.mp4` | empty | 0 |" in report and "| `vfr.mp4` | ok | 1 |" in report
+    assert "caption sidecar vfr.json ignored: malformed JSON" in report
+    assert (tmp_path / "run" / "results.json").is_file()
 
 
 def test_clip_ids_do_not_depend_on_where_the_dataset_lies(reference_run, corpus_source, tmp_path):

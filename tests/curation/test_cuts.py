@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from curation_media import pan, textured, write_video
 
-from lightning_svd.curation.clips import ClipPolicy
+from lightning_svd.curation.clips import ClipPolicy, ClipSpan
 from lightning_svd.curation.cuts import Cut, CutCascade, CutLevel, WindowRefiner, luma_change, merge_cuts
 from lightning_svd.curation.quality import MatchCounts, match_cuts
 from lightning_svd.curation.video_io import decode_all, probe_video
@@ -24,8 +24,7 @@ def crossfade(a: list[np.ndarray], b: list[np.ndarray], length: int) -> list[np.
     return out + list(b[length:])
 
 
-@pytest.fixture(scope="module")
-def edited_video(tmp_path_factory):
+def edited_frames() -> list[np.ndarray]:
     """Pan A (0-47) | hard cut | pan B (48-83), cross-fade 84-95 | static C (96-127), fade 128-143 | pan D."""
     h, w = 64, 96
     a, b = pan(h, w, 1, 48, 1.5), pan(h, w, 2, 48, 2.5)
@@ -34,13 +33,21 @@ def edited_video(tmp_path_factory):
     frames = a + crossfade(b, c, 12)
     fade = [(frames[-8 + j] * (1 - (j + 1) / 8)).astype(np.uint8) for j in range(8)]
     fade += [(d[j] * ((j + 1) / 8)).astype(np.uint8) for j in range(8)]
-    frames = frames[:-8] + fade + d[8:]
-    return write_video(tmp_path_factory.mktemp("cuts") / "edited.mp4", frames, keyframe_interval=24)
+    return frames[:-8] + fade + d[8:]
+
+
+@pytest.fixture(scope="module")
+def edited_video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("cuts") / "edited.mp4", edited_frames(), keyframe_interval=24)
+
+
+def times_at(fps: float, frames: int) -> np.ndarray:
+    return np.arange(frames + 1) / fps
 
 
 def test_cascade_finds_the_hard_cut_exactly_and_the_transitions_with_their_windows(edited_video, cascade):
     info = probe_video(str(edited_video))
-    cuts = cascade.detect(decode_all(info, 96), info.fps)
+    cuts = cascade.detect(decode_all(info, 96), info.times)
     assert [c.frame for c in cuts][0] == 48 and cuts[0].is_hard
     crossfade_middle, fade_middle = 90, 136
     assert len(cuts) == 3
@@ -53,24 +60,47 @@ def test_a_single_native_detector_misses_the_cross_fade(edited_video):
     """Why the cascade exists (SVD Fig. 12): the native-rate detector alone sees only the hard cut."""
     info = probe_video(str(edited_video))
     native = CutCascade((CutLevel("native", "adaptive", None, {"adaptive_threshold": 2.0, "min_content_val": 10.0}),))
-    frames = [c.frame for c in native.detect(decode_all(info, 96), info.fps)]
+    frames = [c.frame for c in native.detect(decode_all(info, 96), info.times)]
     assert 48 in frames and not any(abs(f - 90) <= 6 for f in frames)
 
 
+def test_the_cascade_works_on_timestamps_at_a_variable_frame_rate(tmp_path, cascade):
+    """The same edit with every frame after the hard cut shown twice as long (a phone dropping to 12 fps): the same
+    cuts by frame, at the frames' own times."""
+    pts = [i if i < 48 else 48 + 2 * (i - 48) for i in range(len(edited_frames()))]
+    info = probe_video(str(write_video(tmp_path / "vfr.mp4", edited_frames(), pts=pts, keyframe_interval=24)))
+    cuts = cascade.detect(decode_all(info, 96), info.times)
+    assert len(cuts) == 3 and cuts[0].frame == 48 and cuts[0].is_hard
+    assert cuts[0].time_s(info.times) == pytest.approx(2.0)
+    assert abs(cuts[1].frame - 90) <= 2 and abs(cuts[2].frame - 136) <= 2
+    assert not cuts[1].is_hard and not cuts[2].is_hard
+
+
 def test_clips_exclude_transition_windows_and_respect_the_minimum_length():
-    cuts = [Cut(48, 48, 48, "native"), Cut(78, 72, 84, "slow")]
-    spans = ClipPolicy(min_clip_s=1.0).spans(cuts, 150, 24.0)
+    cuts, times = [Cut(48, 48, 48, "native"), Cut(78, 72, 84, "slow")], times_at(24.0, 150)
+    spans = ClipPolicy(min_clip_s=1.0).spans(cuts, times)
     assert [(s.start_frame, s.end_frame) for s in spans] == [(0, 48), (48, 72), (84, 150)]
-    assert [(s.start_frame, s.end_frame) for s in ClipPolicy(min_clip_s=1.1).spans(cuts, 150, 24.0)] == [(0, 48),
-                                                                                                          (84, 150)]
-    snapped = ClipPolicy(min_clip_s=0.5, snap_to_keyframes=True).spans(cuts, 150, 24.0, keyframes=(0, 60, 96, 144))
+    assert [(s.start_frame, s.end_frame) for s in ClipPolicy(min_clip_s=1.1).spans(cuts, times)] == [(0, 48),
+                                                                                                     (84, 150)]
+    snapped = ClipPolicy(min_clip_s=0.5, snap_to_keyframes=True).spans(cuts, times, keyframes=(0, 60, 96, 144))
     assert [(s.start_frame, s.end_frame) for s in snapped] == [(0, 48), (60, 72), (96, 150)]
+
+
+def test_clip_lengths_and_frame_picks_follow_the_timestamps():
+    """24 frames at 24 fps then 12 frames shown 1/6 s each: the slow stretch is 2 s long, its middle is by time."""
+    times = np.concatenate([np.arange(24) / 24, 1 + np.arange(13) / 6])
+    spans = ClipPolicy(min_clip_s=1.5).spans([Cut(24, 24, 24, "native")], times)
+    assert [(s.start_frame, s.end_frame) for s in spans] == [(24, 36)]
+    whole = ClipSpan(0, 36)
+    assert whole.duration_s(times) == pytest.approx(3.0)
+    assert whole.key_frames(times) == (0, 26, 35)  # halfway from 0 s to 2.83 s is 1.42 s; frame 26 shows 1.33-1.5
+    assert whole.frames_across(3, times) == [12, 27, 33]  # the frames shown at 0.5, 1.5 and 2.5 s
 
 
 def test_merge_keeps_the_finest_level_and_joins_nothing_across_far_cuts():
     native = [Cut(40, 40, 40, "native")]
     slow = [Cut(36, 30, 42, "slow"), Cut(100, 90, 102, "slow")]
-    merged = merge_cuts([native, slow], fps=24.0, tolerance_s=0.5)
+    merged = merge_cuts([native, slow], times=times_at(24.0, 120), tolerance_s=0.5)
     assert [(c.frame, c.level) for c in merged] == [(40, "native"), (100, "slow")]
 
 
@@ -79,8 +109,8 @@ def test_refiner_turns_a_spike_into_a_hard_cut_and_a_plateau_into_a_window():
     change[50] = 0.9
     change[80:92] = 0.3
     refiner = WindowRefiner()
-    assert refiner.refine(Cut(48, 42, 54, "slow"), change, 24.0) == Cut(50, 50, 50, "slow")
-    assert refiner.refine(Cut(86, 84, 90, "slow"), change, 24.0) == Cut(85, 80, 91, "slow")
+    assert refiner.refine(Cut(48, 42, 54, "slow"), change, times_at(24.0, 120)) == Cut(50, 50, 50, "slow")
+    assert refiner.refine(Cut(86, 84, 90, "slow"), change, times_at(24.0, 120)) == Cut(85, 80, 91, "slow")
 
 
 def test_luma_change_is_zero_for_identical_frames_and_large_for_a_cut():

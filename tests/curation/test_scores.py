@@ -26,11 +26,12 @@ from lightning_svd.synthetic import load_truth
 
 # CompensatedFarneback's scores of a 1.5 px/frame pan and a noisy still shot, measured before it got its name
 PAN_SCORE_BEFORE, NOISY_SCORE_BEFORE = 3.3695472478866577, 0.057419970631599426
+AT_24_FPS = np.arange(200) / 24.0  # frame times of a constant 24 fps video
 
 
 def farneback_score(frames, flow: CompensatedFarneback | PaperFarneback | None = None):
     stack = np.stack(frames)
-    return (flow or CompensatedFarneback()).score(stack, 0, len(stack), 24.0)
+    return (flow or CompensatedFarneback()).score(stack, 0, len(stack), AT_24_FPS)
 
 
 def paper_profile_flow():
@@ -46,9 +47,9 @@ def test_the_paper_profile_scores_motion_with_the_papers_plain_farneback():
     pairs = [cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 7, 3, 5, 1.1, 0) for a, b in zip(greys, greys[1:])]
     by_hand = np.mean([float(np.linalg.norm(flow, axis=2).mean()) for flow in pairs])
     flow = paper_profile_flow()
-    assert isinstance(flow, PaperFarneback) and flow.frames_needed(0, 48, 24.0) == [0, 12, 24, 36]
+    assert isinstance(flow, PaperFarneback) and flow.frames_needed(0, 48, AT_24_FPS) == [0, 12, 24, 36]
     assert farneback_score(frames, flow) == pytest.approx(by_hand, rel=1e-12)
-    assert flow.score(np.stack(frames), 0, 12, 24.0) is None  # one 2-fps sample: no pair, no extrapolation
+    assert flow.score(np.stack(frames), 0, 12, AT_24_FPS) is None  # one 2-fps sample: no pair, no extrapolation
     assert "farneback paper" in flow.describe() and "16-px short side" in flow.describe()
 
 
@@ -87,11 +88,26 @@ def test_noise_compensation_keeps_a_noisy_still_shot_below_a_slow_pan():
     assert farneback_score(noisy, plain) > 2 * farneback_score(noisy)
 
 
+@pytest.mark.parametrize("method", [PaperFarneback, CompensatedFarneback])
+def test_flow_is_per_second_of_video_at_a_variable_frame_rate(method):
+    """One pan at a constant speed per second, filmed at 24 fps and by a camera alternating 1/24 and 3/24 s frame
+    intervals: both score alike, and the variable-rate samples are the frames nearest each half second."""
+    speed = 36.0  # px per second at 96 px
+    steady_times = AT_24_FPS[:49]
+    uneven_times = np.concatenate([[0.0], np.cumsum(np.tile([1, 3], 24) / 24.0)])[:49]
+    scores = []
+    for times in (steady_times, uneven_times):
+        frames = [textured(96, 160, 5, (speed * t, 0.5 * speed * t)) for t in times[:48]]
+        scores.append(method().score(np.stack(frames), 0, 48, times))
+    assert scores[1] == pytest.approx(scores[0], rel=0.1)
+    assert PaperFarneback().frames_needed(0, 48, uneven_times) == [0, 6, 12, 18, 24, 30, 36, 42]
+
+
 def test_flow_samples_at_two_fps():
-    assert PaperFarneback().frames_needed(0, 48, 24.0) == [0, 12, 24, 36]
+    assert PaperFarneback().frames_needed(0, 48, AT_24_FPS) == [0, 12, 24, 36]
     flow = CompensatedFarneback()
-    assert flow.frames_needed(0, 48, 24.0) == [0, 1, 2, 12, 13, 14, 24, 25, 26, 36, 37, 38]
-    assert flow.frames_needed(0, 2, 24.0) == [0, 1]
+    assert flow.frames_needed(0, 48, AT_24_FPS) == [0, 1, 2, 12, 13, 14, 24, 25, 26, 36, 37, 38]
+    assert flow.frames_needed(0, 2, AT_24_FPS) == [0, 1]
 
 
 def test_raft_runs_on_random_weights_and_loads_a_local_state_dict(tmp_path):
@@ -100,12 +116,12 @@ def test_raft_runs_on_random_weights_and_loads_a_local_state_dict(tmp_path):
                                                       "num_flow_updates": 2}}
     torch.manual_seed(0)
     random_flow = build_flow(config)
-    value = random_flow.score(frames, 0, 13, 24.0)
+    value = random_flow.score(frames, 0, 13, AT_24_FPS)
     assert np.isfinite(value) and value >= 0
     weights = tmp_path / "raft_small.pth"
     torch.save(random_flow.network().state_dict(), weights)
     loaded = RaftFlow(fps=2.0, weights=str(weights), width=128, height=128, num_flow_updates=2)
-    assert loaded.score(frames, 0, 13, 24.0) == pytest.approx(value, rel=1e-5)
+    assert loaded.score(frames, 0, 13, AT_24_FPS) == pytest.approx(value, rel=1e-5)
     with pytest.raises(ValueError, match="multiples of 8"):
         RaftFlow(width=800, height=450)
 

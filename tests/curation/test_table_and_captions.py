@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
@@ -9,6 +10,7 @@ from lightning_svd.clip_table import SCHEMA, done_markers, read_clip_table
 from lightning_svd.curation.captions import SidecarCaptioner
 from lightning_svd.curation.table import ClipTableWriter, ShardMismatchError, plan_shards
 
+AT_24_FPS = np.arange(300) / 24.0
 SPEC_COLUMNS = ["clip_id", "video_path", "start_s", "end_s", "start_frame", "end_frame", "fps", "width", "height",
                 "num_frames", "caption_coca", "caption_vblip", "caption_llm", "clip_score", "aesthetic_score",
                 "ocr_area", "flow_score", "status", "error"]
@@ -53,16 +55,37 @@ def test_sidecar_reads_the_corpus_scenes_by_largest_overlap(tmp_path):
     scenes = [{"start_frame": 0, "end_frame": 50, "caption": "first"},
               {"start_frame": 60, "end_frame": 120, "caption": "second"}]
     video.with_suffix(".json").write_text(json.dumps({"scenes": scenes}))
-    assert SidecarCaptioner().captions(str(video), [(0, 50), (40, 100), (200, 210)], 24.0) == ["first", "second",
-                                                                                               None]
+    assert SidecarCaptioner().captions(str(video), [(0, 50), (40, 100), (200, 210)], AT_24_FPS) == (
+        ["first", "second", None], [])
 
 
 def test_sidecar_reads_timed_captions_and_whole_video_text(tmp_path):
     timed = tmp_path / "timed.mp4"
     timed.with_name("timed.captions.json").write_text(json.dumps([
         {"start_s": 0.0, "end_s": 2.0, "caption": "a dog runs"}, {"start_s": 2.0, "end_s": 5.0, "caption": "a cat"}]))
-    assert SidecarCaptioner().captions(str(timed), [(0, 24), (48, 100)], 24.0) == ["a dog runs", "a cat"]
+    assert SidecarCaptioner().captions(str(timed), [(0, 24), (48, 100)], AT_24_FPS)[0] == ["a dog runs", "a cat"]
+    uneven = np.concatenate([np.arange(24) / 24, 1 + np.arange(100) / 6])  # timed captions match presentation times
+    assert SidecarCaptioner().captions(str(timed), [(24, 30)], uneven)[0] == ["a dog runs"]
     whole = tmp_path / "whole.mp4"
     whole.with_suffix(".txt").write_text("a sunset over the sea\n")
-    assert SidecarCaptioner().captions(str(whole), [(0, 10), (100, 200)], 24.0) == ["a sunset over the sea"] * 2
-    assert SidecarCaptioner().captions(str(tmp_path / "bare.mp4"), [(0, 10)], 24.0) == [None]
+    assert SidecarCaptioner().captions(str(whole), [(0, 10), (100, 200)], AT_24_FPS)[0] == (
+        ["a sunset over the sea"] * 2)
+    assert SidecarCaptioner().captions(str(tmp_path / "bare.mp4"), [(0, 10)], AT_24_FPS) == ([None], [])
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    (".json", b'{"scenes": [{"start_frame": 0, ', "malformed JSON"),
+    (".json", b'{"scenes": [{"caption": "no frames"}]}', "missing key 'start_frame'"),
+    (".captions.json", b'{"start_s": 0}', "expected a list of timed captions"),
+    (".txt", bytes(range(256)) * 4, "not UTF-8 text"),
+    (".txt", b"caption\x00\x00\x01binary", "binary data"),
+])
+def test_a_sidecar_that_cannot_be_read_is_a_warning_and_the_next_one_is_used(tmp_path, name, content, reason):
+    video = tmp_path / "vid.mp4"
+    video.with_name("vid" + name).write_bytes(content)
+    fallback = "" if name == ".txt" else "a caption from the text file"
+    if fallback:
+        video.with_suffix(".txt").write_text(fallback)
+    captions, warnings = SidecarCaptioner().captions(str(video), [(0, 24)], AT_24_FPS)
+    assert captions == [fallback or None]
+    assert len(warnings) == 1 and warnings[0].startswith(f"caption sidecar vid{name} ignored: {reason}")
