@@ -216,9 +216,11 @@ DURATION_COLUMNS = (("start_s", "end_s"), ("num_frames", "fps"))  # the first pa
 
 @dataclass(frozen=True)
 class TableStatistics:
-    """The paper's Table 1 columns for one clip table or subset, over its `ok` rows."""
+    """The paper's Table 1 columns for one clip table or subset, over its `ok` rows; beside them its rows of videos
+    that decode but yield no clip (`empty`) and of videos that cannot be read (`error`)."""
 
     num_clips: int
+    num_empty_rows: int
     num_error_rows: int
     num_videos: int
     mean_clip_duration_s: float
@@ -239,6 +241,10 @@ def distinct_count(column: pa.ChunkedArray) -> int:
         return 0
     indices = np.concatenate([chunk.indices.to_numpy() for chunk in column.chunks])
     return int(np.count_nonzero(np.bincount(indices, minlength=len(column.chunk(0).dictionary))))
+
+
+def _count(column: pa.ChunkedArray, value: str) -> int:
+    return int(pc.sum(pc.equal(column, value)).as_py() or 0)
 
 
 def table_statistics(table: pa.Table, name: str = "clip table") -> TableStatistics:
@@ -262,7 +268,8 @@ def table_statistics(table: pa.Table, name: str = "clip table") -> TableStatisti
     annotated = ok["flow_score"].length() - ok["flow_score"].null_count if "flow_score" in ok.column_names else 0
     return TableStatistics(
         num_clips=ok.num_rows,
-        num_error_rows=table.num_rows - ok.num_rows,
+        num_empty_rows=_count(table["status"], EMPTY),
+        num_error_rows=_count(table["status"], ERROR),
         num_videos=videos,
         mean_clip_duration_s=float(pc.mean(durations).as_py()),
         total_duration_s=float(total),

@@ -105,6 +105,10 @@ def table1(ours: list[tuple[str, dict]]) -> Table:
     cells = [table1_cells(stats) for _, stats in ours]
     for row, paper_values in TABLE1.items():
         table.add([row, *paper_values, *(c[row] for c in cells)])
+    for label, stats in ours:
+        if stats["num_empty_rows"] or stats["num_error_rows"]:
+            table.notes.append(f"*{_cell(label)}, not counted: {stats['num_empty_rows']} empty (the video decodes "
+                               f"but yields no clip), {stats['num_error_rows']} error (it cannot be read)*")
     if not ours:
         table.notes.append("*(no clip table given: set report.clip_tables or give a run whose results name a "
                            "clip_table)*")

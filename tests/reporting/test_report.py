@@ -11,6 +11,7 @@ from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
 from lightning_svd.reporting import build_report, load_runs
 from lightning_svd.reporting.dataset_stats import clip_table_statistics, format_count
+from lightning_svd.reporting.tables import table1
 from lightning_svd.run_context import create_run
 from lightning_svd.tasks import report as report_task
 
@@ -68,16 +69,19 @@ def runs_root(tmp_path) -> Path:
 
 
 def test_clip_table_statistics(tmp_path):
-    rows = clip_rows(10, 4)
-    rows["status"][9] = "error"
+    rows = clip_rows(11, 4)
+    rows["status"][9], rows["status"][10] = "error", "empty"
     pq.write_table(pa.table(rows), tmp_path / "a.parquet")
     stats = clip_table_statistics(tmp_path / "a.parquet")
     durations = [2.0 + (i % 2) for i in range(9)]
-    assert stats["num_clips"] == 9 and stats["num_error_rows"] == 1 and stats["num_videos"] == 4
+    assert stats["num_clips"] == 9 and stats["num_videos"] == 4
+    assert stats["num_error_rows"] == 1 and stats["num_empty_rows"] == 1  # unreadable apart from nothing usable
     assert stats["mean_clip_duration_s"] == pytest.approx(sum(durations) / 9)
     assert stats["total_duration_years"] == pytest.approx(sum(durations) / SECONDS_PER_YEAR)
     assert stats["mean_num_frames"] == pytest.approx((5 * 48 + 4 * 72) / 9)
     assert stats["mean_clips_per_video"] == pytest.approx(9 / 4) and stats["motion_annotated_fraction"] == 1.0
+    notes = table1([("a", stats)]).notes
+    assert notes == ["*a, not counted: 1 empty (the video decodes but yields no clip), 1 error (it cannot be read)*"]
     assert format_count(577_000_000) == "577M" and format_count(9_800_000) == "9.8M" and format_count(12) == "12"
 
 
