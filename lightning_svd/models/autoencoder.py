@@ -432,6 +432,12 @@ class AutoencoderKL(nn.Module):
         latents = posterior.sample(generator) if sample else posterior.mode()
         return latents * self.scale_factor
 
+    def latent_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> mean and std of their diffusion latents (the posterior times `scale_factor`): stored once, a
+        training step draws mean + std * noise, as `encode_to_latents(sample=True)` does."""
+        posterior = self.encode(x)
+        return posterior.mean * self.scale_factor, posterior.std * self.scale_factor
+
     def decode_latents(
         self, latents: torch.Tensor, num_frames: int | None = None, decode_chunk_size: int | None = None
     ) -> torch.Tensor:

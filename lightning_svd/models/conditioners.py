@@ -284,7 +284,9 @@ class ConditioningInput(nn.Module):
     (the embedding of "" for every prompt); default `keep`. Dropped training samples get the
     unconditional value.
 
-    A frozen embedder (the default) runs without gradients and stays in eval mode.
+    A frozen embedder (the default) runs without gradients and stays in eval mode. A frozen embedder may name a
+    `precomputed_key`: a batch carrying it holds the embedder's per-clip output (B, ...) computed ahead of training
+    (shards), which is used instead of running the embedder.
     """
 
     UNCONDITIONAL = ("zeros", "keep", "empty_text")
@@ -297,6 +299,7 @@ class ConditioningInput(nn.Module):
         unconditional: str = "keep",
         optional_keys: Sequence[str] = (),
         trainable: bool = False,
+        precomputed_key: str | None = None,
     ):
         super().__init__()
         if unconditional not in self.UNCONDITIONAL:
@@ -309,6 +312,9 @@ class ConditioningInput(nn.Module):
             raise ValueError("a conditioning input needs at least one batch key")
         if unconditional == "empty_text" and not getattr(embedder, "accepts_text", False):
             raise ValueError(f"{type(embedder).__name__} does not take text; use unconditional 'zeros' or 'keep'")
+        if precomputed_key and (trainable or getattr(embedder, "produces", ())):
+            raise ValueError(f"{type(embedder).__name__}: only a frozen embedder without side outputs is precomputed")
+        self.precomputed_key = precomputed_key
         self.embedder = embedder
         self.input_keys = tuple(input_keys)
         self.optional_keys = tuple(optional_keys)
@@ -333,6 +339,8 @@ class ConditioningInput(nn.Module):
         self, batch: Mapping, num_frames: int, generator: torch.Generator | None, empty_text: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict]:
         """(per-frame output, batch values it produced); `empty_text` marks clips whose prompt becomes ""."""
+        if self.precomputed_key and self.precomputed_key in batch:
+            return self.precomputed(batch[self.precomputed_key], num_frames, empty_text), {}
         missing = [k for k in self.input_keys if k not in batch]
         if missing:
             raise KeyError(f"batch lacks {missing} needed by {type(self.embedder).__name__}; batch has {sorted(batch)}")
@@ -345,6 +353,15 @@ class ConditioningInput(nn.Module):
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
             result = self.embedder(*values, num_frames=num_frames, **kwargs)
         return result if isinstance(result, tuple) else (result, {})
+
+    @torch.no_grad()
+    def precomputed(self, embedding: torch.Tensor, num_frames: int, empty_text: torch.Tensor | None) -> torch.Tensor:
+        """The stored per-clip embedding repeated per frame; clips whose prompt is dropped get the embedding of ""."""
+        if empty_text is not None and bool(empty_text.any()):
+            empty = self.embedder([""]).to(embedding)
+            embedding = torch.where(empty_text.to(embedding.device).view(-1, *[1] * (embedding.ndim - 1)), empty,
+                                    embedding)
+        return repeat_per_frame(embedding, num_frames)
 
 
 class Conditioner(nn.Module):

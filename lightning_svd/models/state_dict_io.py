@@ -1,5 +1,6 @@
 """Read and write weight files in the formats the suite meets: safetensors and torch pickles."""
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -42,3 +43,14 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path) -> P
     save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(partial))
     partial.replace(path)
     return path
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A short hash of a module's weights (names, dtypes, shapes, values): what was computed with one set of weights
+    can be told apart from what another computed, whatever file or random init they came from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

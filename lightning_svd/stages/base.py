@@ -13,6 +13,11 @@ For callbacks and tasks:
 
 Randomness (sigmas, noise, dropout, cond_aug) comes from a generator seeded by (seed, step, rank),
 so a resumed run repeats exactly what an uninterrupted one does.
+
+Precomputed batches (shards, `data_modules/shards.py`) carry the autoencoder posterior's `latent_mean` and
+`latent_std` (B, T, C, h, w) instead of `video`, and the frozen embedders' outputs under their `precomputed_key`s;
+the stage then encodes nothing and draws the latents as mean + std * noise from a stream of its own, so the sigmas
+and noise of the step are those an online run draws.
 """
 
 import contextlib
@@ -33,6 +38,8 @@ from lightning_svd.stages.components import build_stage_autoencoder, build_text_
 from lightning_svd.stages.ema import ParameterEMA
 
 SIGMA_BUCKET_DRAWS = 20000
+LATENT_STREAM = 1
+"""`step_generator` stream of the posterior samples of precomputed latents."""
 
 
 class DiffusionStage(L.LightningModule):
@@ -40,6 +47,9 @@ class DiffusionStage(L.LightningModule):
 
     generates_from = "prompt"
     """What `generate` needs: "prompt" (texts), "image" (first frames) or "first_and_last_frames"."""
+
+    trains_from_precomputed = True
+    """Whether a precomputed batch (latents and embeddings from shards, no frames) can train this stage."""
 
     def __init__(self, stage: Mapping[str, Any], motion_buckets: Mapping[str, Any] | None = None, seed: int = 0):
         super().__init__()
@@ -65,7 +75,7 @@ class DiffusionStage(L.LightningModule):
         """Text tokens as context (dropped to "" at `text.drop_rate`) plus the micro-conditioning vector."""
         text = ConditioningInput(
             build_text_encoder(cfg["open_clip"], cfg["text"]["layer"]), ["txt"],
-            drop_rate=float(cfg["text"]["drop_rate"]), unconditional="empty_text",
+            drop_rate=float(cfg["text"]["drop_rate"]), unconditional="empty_text", precomputed_key="txt_embedding",
         )
         return [text, *self.micro_conditioning(cfg)]
 
@@ -142,11 +152,12 @@ class DiffusionStage(L.LightningModule):
 
     # --- training ---------------------------------------------------------------------------------------------
 
-    def step_generator(self, batch_idx: int) -> torch.Generator:
-        """Seeded by (seed, optimizer step, micro-batch, rank): identical draws after a resume."""
+    def step_generator(self, batch_idx: int, stream: int = 0) -> torch.Generator:
+        """Seeded by (seed, optimizer step, micro-batch, rank): identical draws after a resume. Another `stream`
+        draws independently of stream 0, which the sigmas, noise and dropout use."""
         accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
         key = (self.seed * 1_000_003 + self.global_step * 10_007 + batch_idx % accumulate) * 101 + self.global_rank
-        return torch.Generator(device=self.device).manual_seed(key % (2**63))
+        return torch.Generator(device=self.device).manual_seed((key + stream * 0x9E3779B97F4A7C15) % (2**63))
 
     @torch.no_grad()
     def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
@@ -155,11 +166,29 @@ class DiffusionStage(L.LightningModule):
         with torch.autocast(device_type=frames.device.type, enabled=False):
             return self.autoencoder.encode_to_latents(frames.float(), sample=True).float()
 
+    def clip_latents(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The clips' diffusion latents (B*T, C, h, w): a draw from the precomputed posterior where the batch
+        carries it, else the frames encoded."""
+        if "latent_mean" not in batch:
+            return self.encode_frames(batch["video"])
+        mean, std = batch["latent_mean"].flatten(0, 1), batch["latent_std"].flatten(0, 1)
+        generator = self.step_generator(batch_idx, LATENT_STREAM)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device, dtype=mean.dtype)
+        return mean + std * noise.to(mean.device)
+
+    def precomputable(self) -> dict[str, nn.Module]:
+        """The frozen encoders a precomputed batch may stand in for, by batch key (`latent_mean` / `latent_std`:
+        the autoencoder)."""
+        embedders = {entry.precomputed_key: entry.embedder for entry in self.conditioner.inputs
+                     if entry.precomputed_key}
+        return {"latent": self.autoencoder, **embedders}
+
     def compute_loss(self, batch: dict, batch_idx: int):
         generator = self.step_generator(batch_idx)
         batch = self.prepare_batch(dict(batch), generator)
-        num_frames = int(batch["video"].shape[1])
-        latents = self.encode_frames(batch["video"])
+        frames = batch["latent_mean"] if "latent_mean" in batch else batch["video"]
+        num_frames = int(frames.shape[1])
+        latents = self.clip_latents(batch, batch_idx)
         cond = self.conditioner(batch, num_frames=num_frames, generator=generator)
         network = self.network_condition(cond, batch, num_frames, generator)
         denoise = partial(self._denoise, cond=network)

@@ -129,6 +129,11 @@ class SpaceToDepthAutoencoder(nn.Module):
     def encode_to_latents(self, x: torch.Tensor, sample: bool = True, generator=None) -> torch.Tensor:
         return self.encode(x).mode() * self.channel_gains.to(x.dtype) * self.scale_factor
 
+    def latent_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stand-in is deterministic: its latents with std 0."""
+        latents = self.encode_to_latents(x)
+        return latents, torch.zeros_like(latents)
+
     def decode_latents(self, latents: torch.Tensor, num_frames: int | None = None, decode_chunk_size=None):
         coefficients = latents / (self.channel_gains.to(latents.dtype) * self.scale_factor)
         unmixed = F.conv2d(coefficients, self.mix.weight.transpose(0, 1))

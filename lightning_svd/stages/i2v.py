@@ -1,6 +1,9 @@
 """Image-to-video: the clean first frame conditions through CLIP (context) and through its noise-augmented
 latent concatenated to every frame; the vector is fps_id, motion_bucket_id and cond_aug (paper §4.3, D.4).
 The unconditional branch zeroes the image embedding and the concat latent.
+
+A precomputed batch (shards) carries the conditioning frame as `first_frame` and its CLIP embedding as
+`image_embedding`; the noise-augmented latent is still encoded per step, as its noise is added to the pixels.
 """
 
 from collections.abc import Mapping
@@ -19,7 +22,7 @@ class ImageToVideoStage(DiffusionStage):
         image = cfg["image"]
         drop = float(image["drop_rate"])
         clip = ConditioningInput(build_image_encoder(cfg["open_clip"]), ["cond_frames_without_noise"],
-                                 drop_rate=drop, unconditional="zeros")
+                                 drop_rate=drop, unconditional="zeros", precomputed_key="image_embedding")
         augment = cfg["cond_aug"]
         frame = ConditioningInput(
             NoiseAugmentedFrameEncoder(self.autoencoder, float(augment["log_sigma_mean"]),
@@ -32,7 +35,7 @@ class ImageToVideoStage(DiffusionStage):
         return self.autoencoder.latent_channels
 
     def prepare_batch(self, batch: dict, generator) -> dict:
-        first = batch["video"][:, 0]
+        first = batch["first_frame"] if "first_frame" in batch else batch["video"][:, 0]
         batch["cond_frames"] = first
         batch["cond_frames_without_noise"] = first
         return batch

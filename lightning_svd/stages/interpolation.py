@@ -40,6 +40,7 @@ class MaskEmbedding(nn.Module):
 
 class InterpolationStage(DiffusionStage):
     generates_from = "first_and_last_frames"
+    trains_from_precomputed = False  # the given frames are encoded with noise per step
 
     def conditioning_inputs(self, cfg: Mapping) -> list[ConditioningInput]:
         pair = ConditioningInput(FramePairEmbedder(build_image_encoder(cfg["open_clip"])), ["cond_pair"],

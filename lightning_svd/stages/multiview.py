@@ -23,6 +23,8 @@ CAMERA_KEYS = ("polar_rad", "azimuth_rad")
 
 
 class MultiviewStage(ImageToVideoStage):
+    trains_from_precomputed = False  # orbits come from their own DataModule, not a clip table
+
     def conditioning_inputs(self, cfg: Mapping) -> list[ConditioningInput]:
         camera = MicroConditioningEmbedder(CAMERA_KEYS, int(cfg["multiview"]["camera_dim"]))
         return [*super().conditioning_inputs(cfg), ConditioningInput(camera, list(CAMERA_KEYS))]
