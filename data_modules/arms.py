@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lightning_svd.clip_table import ok_rows
 from lightning_svd.errors import UserError
@@ -62,16 +61,23 @@ def subset_keys(seed: int, clip_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.frombuffer(b"".join(slices), dtype=">u8").astype(np.uint64)
 
 
-def first_in_order(keys: np.ndarray, count: int) -> np.ndarray:
-    """The indices of the `count` smallest keys in (key, index) order: `np.argsort(keys, kind="stable")[:count]`
-    found by partition, so only the chosen ones are sorted."""
-    if count >= len(keys):
-        return np.argsort(keys, kind="stable")
-    if count == 0:
-        return np.empty(0, dtype=np.int64)
+def first_mask(keys: np.ndarray, count: int) -> np.ndarray:
+    """A mask of the `count` smallest keys, ties at the boundary going to the earlier index: the members of
+    `np.argsort(keys, kind="stable")[:count]`, found by partition."""
+    mask = np.zeros(len(keys), dtype=bool)
+    if count >= len(keys) or count == 0:
+        mask[:count] = True
+        return mask
     kth = np.partition(keys, count - 1)[count - 1]
-    below = np.flatnonzero(keys < kth)
-    chosen = np.union1d(below, np.flatnonzero(keys == kth)[: count - len(below)])
+    mask[keys < kth] = True
+    mask[np.flatnonzero(keys == kth)[: count - int(mask.sum())]] = True
+    return mask
+
+
+def first_in_order(keys: np.ndarray, count: int) -> np.ndarray:
+    """The indices of the `count` smallest keys in (key, index) order: `np.argsort(keys, kind="stable")[:count]`,
+    sorting only the chosen ones."""
+    chosen = np.flatnonzero(first_mask(keys, count))
     return chosen[np.argsort(keys[chosen], kind="stable")]
 
 
@@ -225,11 +231,13 @@ class RuleCount:
 
 @dataclass
 class CombinedFilter:
-    """What the combined filter did to a table: each rule's own count, and the clips that survive every rule."""
+    """What the combined filter did to a table: each rule's own count, and the clips that survive every rule (as a
+    mask over the table's ok rows, and as a table)."""
 
     rules: tuple[RuleCount, ...]
     num_input: int
     num_removed: int
+    kept: np.ndarray
     table: pa.Table
 
     @property
@@ -246,5 +254,5 @@ def combined_filter(table: pa.Table, rules=PAPER_RULES, seed: int = 0) -> Combin
         mask = rule.removed_mask(table, seed)
         counts.append(RuleCount(rule.describe(), int(mask.sum())))
         removed_any |= mask
-    return CombinedFilter(tuple(counts), table.num_rows, int(removed_any.sum()),
-                          table.filter(pc.invert(pa.array(removed_any))))
+    kept = ~removed_any
+    return CombinedFilter(tuple(counts), table.num_rows, int(removed_any.sum()), kept, table.filter(pa.array(kept)))

@@ -232,11 +232,11 @@ class TableStatistics:
 
 
 def distinct_count(column: pa.ChunkedArray) -> int:
-    """Distinct non-null values; a dictionary column (every chunk on one dictionary, as `pc.dictionary_encode` makes
-    it) is counted by its indices, so the statistics of many subsets of one table hash its strings once."""
+    """Distinct non-null values; a dictionary column is counted by its indices, so the statistics of many subsets of
+    one table hash its strings once (one chunk, or chunks on one dictionary, keeps this a pass over integers)."""
     if not pa.types.is_dictionary(column.type):
         return pc.count_distinct(column).as_py()
-    column = column.unify_dictionaries().drop_null()
+    column = (column.unify_dictionaries() if column.num_chunks > 1 else column).drop_null()
     if len(column) == 0:
         return 0
     indices = np.concatenate([chunk.indices.to_numpy() for chunk in column.chunks])

@@ -305,6 +305,9 @@ def check(cfg) -> None:
         raise UserError("ablation.seeds must list at least one seed (two give the seed-to-seed spread)")
     if len(section.removed_fractions) < 1:
         raise UserError("ablation.removed_fractions must list at least one fraction, e.g. [0.0, 0.125, 0.25, 0.5]")
+    if section.subset.engine != "memory":
+        raise UserError(f"ablation.subset.engine={section.subset.engine}: the ablation draws its subset in memory; "
+                        "the streaming and ray engines are experiment=build_arms's")
     extractors = ("domain", "random", "i3d_torchscript")
     if section.fvd.extractor not in extractors:
         raise UserError(f"unknown ablation.fvd.extractor {section.fvd.extractor!r}; valid: {', '.join(extractors)}")
