@@ -21,8 +21,10 @@ from data_modules.clips import ClipDataModule, ImageDataModule, read_clips
 from data_modules.corpus_table import write_corpus_clip_table
 from data_modules.motion_buckets import MotionBuckets
 from data_modules.multiview import multiview_datamodule
+from data_modules.shards import ShardDataModule, read_manifest
 from lightning_svd.clip_table import config_column, model_column
 from lightning_svd.errors import UserError
+from lightning_svd.models.state_dict_io import weights_digest
 from lightning_svd.stages import STAGES, load_init_weights
 from lightning_svd.stages.checkpoints import check_resumable, stored_motion_buckets
 from lightning_svd.synthetic import CorpusSpec, ensure_corpus
@@ -42,7 +44,7 @@ class Throughput(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.started is not None and (self.clips or self.seconds):
             self.seconds += time.perf_counter() - self.started
-            self.clips += batch["video"].shape[0] * trainer.world_size
+            self.clips += len(batch["clip_id"]) * trainer.world_size
         elif self.started is not None:
             self.seconds = 1e-12
         self.started = None
@@ -61,6 +63,8 @@ def clip_table(cfg, ctx) -> Path:
     """The configured clip table, or the synthetic corpus' ground-truth table written into the run dir."""
     if cfg.train.data.table:
         return Path(cfg.train.data.table)
+    if cfg.train.data.shards:  # the table they were made from: motion buckets and callbacks' reference clips
+        return Path(read_manifest(cfg.train.data.shards)["clip_table"])
     root = ensure_corpus(CorpusSpec.from_config(cfg.corpus), cfg.cache_dir, progress=False)
     return write_corpus_clip_table(root, Path(ctx.run_dir) / "clip_table.parquet")
 
@@ -100,7 +104,8 @@ def motion_buckets(cfg, table: Path, log) -> MotionBuckets:
 
 
 def build_datamodule(cfg, table: Path, buckets: MotionBuckets):
-    """The clip DataModule (videos), its image variant (the image stage) or the orbit DataModule (multiview)."""
+    """The clip DataModule (videos), its image variant (the image stage) or the orbit DataModule (multiview); with
+    `train.data.shards`, the shard DataModule (the clip DataModule serves the callbacks' reference clips)."""
     if cfg.train.name == "multiview":
         return multiview_datamodule(cfg)
     data = cfg.train.data
@@ -110,8 +115,33 @@ def build_datamodule(cfg, table: Path, buckets: MotionBuckets):
               "camera_motion": data.camera_motion, "seed": int(cfg.seed),
               "cache_clips": bool(data.cache_clips)}
     if cfg.train.name == "image":
-        return ImageDataModule(table, **common)
-    return ClipDataModule(table, int(cfg.train.num_frames), strides=list(data.strides), **common)
+        online = ImageDataModule(table, **common)
+    else:
+        online = ClipDataModule(table, int(cfg.train.num_frames), strides=list(data.strides), **common)
+    if not data.shards:
+        return online
+    return ShardDataModule(data.shards, buckets, int(data.batch_size), int(data.num_workers),
+                           common["caption_probabilities"], int(cfg.seed), references=online)
+
+
+def encoder_digests(stage) -> dict[str, str]:
+    """Weight digests of the frozen encoders whose outputs a precomputed batch carries, by batch key."""
+    return {key: weights_digest(module) for key, module in stage.precomputable().items()}
+
+
+def check_shards(cfg, stage, manifest: dict) -> None:
+    """Shards train a stage only where they hold what its own frozen encoders give (compared by weight digest)."""
+    where = f"train.data.shards={cfg.train.data.shards}"
+    if not stage.trains_from_precomputed:
+        raise UserError(f"the {cfg.train.name} stage does not train from shards; unset {where}")
+    differ = sorted(k for k, v in encoder_digests(stage).items() if manifest["encoders"].get(k) != v)
+    if differ:
+        raise UserError(f"{where} holds {', '.join(differ)} from other encoder weights than this stage's (made for "
+                        f"experiment={manifest['experiment']} seed={manifest['seed']}); precompute with this run's "
+                        "experiment, seed, init_from and train.autoencoder / train.open_clip settings")
+    if manifest["camera_motion"] != cfg.train.data.camera_motion:
+        raise UserError(f"{where} holds clips of camera_motion={manifest['camera_motion']}, this run asks "
+                        f"train.data.camera_motion={cfg.train.data.camera_motion}")
 
 
 def build_stage(cfg, buckets: MotionBuckets):
@@ -202,6 +232,8 @@ def train(cfg, ctx, callbacks=()) -> dict:
         init_counts = load_init_weights(stage, cfg.init_from)
         ctx.log.info(f"init_from {cfg.init_from}: {init_counts}")
     datamodule = build_datamodule(cfg, table, buckets)
+    if cfg.train.data.shards and resume_from is None:  # a resumed run's encoders are its checkpoint's, checked before
+        check_shards(cfg, stage, read_manifest(cfg.train.data.shards))
     configured = build_callbacks(cfg, ctx.run_dir)
     trainer, throughput = build_trainer(cfg, ctx, [*callbacks, *configured])
     apply_global_batch(cfg, trainer, ctx.log)
@@ -218,7 +250,7 @@ def train(cfg, ctx, callbacks=()) -> dict:
         "init_weights": init_counts, "global_batch_size": cfg.train.global_batch_size,
         "effective_batch_size": int(cfg.train.data.batch_size) * trainer.world_size
         * trainer.accumulate_grad_batches,
-        "clip_table": str(table), "motion_buckets": buckets.to_dict(),
+        "clip_table": str(table), "shards": cfg.train.data.shards, "motion_buckets": buckets.to_dict(),
     }
     for callback in configured:
         if hasattr(callback, "results"):
