@@ -15,6 +15,7 @@ TASKS = {
     "report": "lightning_svd.tasks.report",
     "evaluate": "lightning_svd.tasks.evaluate",
     "ablation": "lightning_svd.tasks.ablation",
+    "build_arms": "lightning_svd.tasks.build_arms",
     "precompute": "lightning_svd.tasks.precompute",
 }
 
