@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from data_modules.arms import CRITERIA, Arm, threshold_arms
 from lightning_svd import training
-from lightning_svd.ablation.data import curation_arms, write_arm_table
+from lightning_svd.ablation.data import GroundTruth, curation_arms, write_arm_table
 from lightning_svd.ablation.job import torch_threads
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.errors import UserError
@@ -118,15 +118,24 @@ def build_stage3_arms(cfg, ctx, subset: pa.Table, image_model: str) -> list[Arm]
     return stage3_arms(hq, image_model, video_models)
 
 
-def stage3_note(stage3, hq_clips: int, subset_size: int) -> str:
-    """Where each initialisation came from, what the arms finetuned on, and what is not evaluated."""
+def stage3_note(section, subset: pa.Table, truth: GroundTruth) -> str:
+    """Where each initialisation came from, what the arms finetuned on, and what is not evaluated. Where the video
+    models were pretrained here on clips with ground truth, how degraded each pretraining set was: the difference
+    the ablation can show at most."""
+    stage3, seed = section.stage3, int(section.subset.seed)
     hq = stage3.hq
-    data = (f"the subset's top {float(hq.keep_fraction):.0%} by {hq.criterion} score ({hq_clips} of {subset_size} "
-            "clips)" if hq.keep_fraction is not None else f"the whole subset ({hq_clips} clips)")
+    kept = high_quality_set(subset, hq, seed).num_clips
+    data = (f"the subset's top {float(hq.keep_fraction):.0%} by {hq.criterion} score ({kept} of {subset.num_rows} "
+            "clips)" if hq.keep_fraction is not None else f"the whole subset ({kept} clips)")
     if given_video_models(stage3, check_files=False) is None:
-        source = ("pretrained in this run (pretraining/<arm>/seed<k>/) with the proxy recipe on the curation "
-                  "ablation's arms of the subset, the combined filter's clips and a random subset of equal size; "
-                  "finetuning seed k starts from pretraining seed k")
+        arms = curation_arms(subset, seed)
+        source = (f"pretrained in this run (pretraining/<arm>/seed<k>/) with the proxy recipe on the curation "
+                  f"ablation's arms of the subset ({arms[0].num_clips} clips each: the combined filter's clips and a "
+                  "random subset of equal size")
+        shares = [truth.degraded_share(arm.table) for arm in arms]
+        if None not in shares:
+            source += f"; {shares[1]:.0%} and {shares[0]:.0%} of them planted-degraded"
+        source += "); finetuning seed k starts from pretraining seed k"
     else:
         source = ("the given checkpoints ablation.stage3.curated_checkpoint and uncurated_checkpoint, the same for "
                   "every seed")

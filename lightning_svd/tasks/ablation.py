@@ -402,6 +402,7 @@ class Plan:
     prompts: list[dict]
     shape: ProxyShape
     truth: GroundTruth
+    arms_note: str | None = None  # where the arms' training came from, beside their clips (stage III's inits)
 
 
 def plan_arms(cfg, ctx, seeds: list[int]) -> Plan:
@@ -422,10 +423,12 @@ def plan_arms(cfg, ctx, seeds: list[int]) -> Plan:
     if batch_note:
         ctx.log.warning(batch_note)
     prompts = fixed_prompts(section.prompts.file, int(section.prompts.count), split.real)
+    arms_note = stage3_note(section, subset, truth) if str(section.criterion) == STAGE3 else None
     ctx.log.info(f"{table.num_rows} curated clips; {split.real.num_rows} held-out real clips from "
                  f"{len(split.heldout_videos)} videos; subset of {subset.num_rows}; arms "
                  + ", ".join(f"{a.name} ({a.num_clips})" for a in arms) + f"; {len(prompts)} prompts")
-    return Plan(Path(clip_table), split, subset.num_rows, arms, image_model, batch_note, prompts, shape, truth)
+    return Plan(Path(clip_table), split, subset.num_rows, arms, image_model, batch_note, prompts, shape, truth,
+                arms_note)
 
 
 def train_arms(cfg, ctx, plan: Plan, seeds: list[int]) -> None:
@@ -493,8 +496,8 @@ def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, pan
                      "network's P(degraded) and prompt following by feature distance to the prompt's real clip, "
                      "cast every pairwise vote on the study pack through the preference app (Elo K = 1 over 1000 "
                      "orders); the spread is over the seeds' votes.")
-    if str(cfg.ablation.criterion) == STAGE3:
-        notes.append(stage3_note(cfg.ablation.stage3, arms[0].num_clips, plan.subset_size))
+    if plan.arms_note:
+        notes.append(plan.arms_note)
     if plan.batch_note:
         notes.append(plan.batch_note)
     if len(plan.prompts) > 1:

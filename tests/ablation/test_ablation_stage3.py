@@ -116,3 +116,4 @@ def test_a_tiny_stage3_ablation_pretrains_both_video_models_then_finetunes_three
         job = json.loads((run_dir / "arms" / arm["name"] / "seed0" / "results.json").read_text())
         assert job["init_from"] == expected[arm["name"]] and Path(job["init_from"]).is_file()
     assert "Stage III (Fig. 4e)" in stored["notes"] and "final finetuned models only" in stored["notes"]
+    assert "of them planted-degraded); finetuning seed k starts from pretraining seed k" in stored["notes"]
