@@ -168,6 +168,15 @@ class ClipTable:
             if batch.num_rows:
                 yield self.resolved(pa.Table.from_batches([batch]))
 
+    def distinct_values(self, column: str) -> list[str]:
+        """The distinct non-null values of a string column with few of them (a producer column), read as Parquet
+        dictionaries: a pass over the column's dictionary pages, no string per row."""
+        read = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[column]))
+        schema = pa.schema([(column, pa.dictionary(pa.int32(), pa.string()))])
+        dataset = ds.dataset([str(f) for f in self.files], schema=schema, format=read)
+        values = {v for batch in dataset.to_batches(columns=[column]) for v in batch.column(0).dictionary.to_pylist()}
+        return sorted(v for v in values if v)
+
     def _checked(self, columns: Sequence[str] | None, ok_only: bool) -> list[str]:
         self.require(["status"] if ok_only else [])
         if columns is None:

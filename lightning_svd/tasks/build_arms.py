@@ -29,6 +29,7 @@ from lightning_svd.clip_table import (
     STATISTICS_COLUMNS,
     ClipTable,
     TableStatistics,
+    model_column,
     table_statistics,
 )
 from lightning_svd.errors import UserError
@@ -68,6 +69,8 @@ class BuildArmsResult:
     arms: tuple[ClipSet, ...]
     lvd_f: ClipSet
     lvd_f_rules: tuple[RuleCount, ...]
+    score_models: dict[str, list[str]]  # what produced each score (its `<score>_model` values)
+    notes: tuple[str, ...]
     seconds: Seconds
 
     def to_dict(self) -> dict:
@@ -120,8 +123,9 @@ def run(cfg, ctx) -> dict:
     section = cfg.ablation
     spec = SubsetSpec.from_config(section.subset)
     criterion, run_dir = str(section.criterion), Path(ctx.run_dir)
-    started = time.perf_counter()
-    source = ClipTable(source_table(cfg, ctx), setting="ablation.clip_table")
+    table_path = source_table(cfg, ctx)
+    started = time.perf_counter()  # from the Parquet on disk to every file written
+    source = ClipTable(table_path, setting="ablation.clip_table")
     scores = list(SCORE_COLUMNS)
     source.require([*scores, *STATISTICS_COLUMNS], "the arms, the combined filter and Table 1 read them")
     duration = next((p for p in DURATION_COLUMNS if set(p) <= set(source.columns)), None)
@@ -132,7 +136,7 @@ def run(cfg, ctx) -> dict:
     stats_view, written = statistics_view(subset), ["clip_id", *scores]
     subset_seconds = time.perf_counter() - started
     ctx.log.info(f"subset of {subset.num_rows} clips from {source.path} ({spec.engine} engine, "
-                 f"{subset_seconds:.1f} s)")
+                 f"{subset_seconds:.2f} s)")
 
     def emit(name: str, relative: str, kept: np.ndarray | None, removed: float | None,
              threshold: float | None) -> ClipSet:
@@ -149,17 +153,33 @@ def run(cfg, ctx) -> dict:
     started_filter = time.perf_counter()
     lvd_f = combined_filter(subset.select(["clip_id", "status", *scores]), PAPER_RULES, spec.seed)
     lvd_f_set = emit("lvd_f", LVD_F_FILE, lvd_f.kept, round(lvd_f.num_removed / max(lvd_f.num_input, 1), 6), None)
+    models = {score: source.distinct_values(model_column(score)) for score in scores
+              if model_column(score) in source.columns}
     finished = time.perf_counter()
     result = BuildArmsResult(
         experiment=cfg.experiment, profile=cfg.profile, source_table=str(source.path), criterion=criterion,
         seed=spec.seed, engine=spec.engine, subset=subset_set, arms=arms, lvd_f=lvd_f_set, lvd_f_rules=lvd_f.rules,
+        score_models=models, notes=tuple(random_weight_notes(models, criterion)),
         seconds=Seconds(round(subset_seconds, 3), round(started_filter - started_arms, 3),
                         round(finished - started_filter, 3), round(finished - started, 3)))
     markdown = render_markdown(result)
     ctx.write_results(result.to_dict(), markdown)
     print(markdown)
-    ctx.log.info(f"subset, {len(arms)} arms and LVD-F written to {run_dir} in {finished - started:.1f} s")
+    ctx.log.info(f"subset, {len(arms)} arms and LVD-F written to {run_dir} in {finished - started:.2f} s")
     return result.to_dict()
+
+
+def random_weight_notes(models: dict[str, list[str]], criterion: str) -> list[str]:
+    """A score from a network on random weights ranks nothing: say which sets that makes meaningless."""
+    notes = []
+    for score, producers in models.items():
+        random = [p for p in producers if "random" in p]
+        if random:
+            cut = f"the {criterion} arms and LVD-F's rule on it remove" if CRITERIA[criterion].column == score \
+                else "LVD-F's rule on it removes"
+            notes.append(f"{score} comes from random weights ({'; '.join(random)}): it ranks nothing, so {cut} "
+                         "clips at random")
+    return notes
 
 
 def render_markdown(result: BuildArmsResult) -> str:
@@ -175,11 +195,12 @@ def render_markdown(result: BuildArmsResult) -> str:
              "| set | file | removed | threshold | " + " | ".join(columns) + " |",
              "|---|---|---|---|" + "---|" * len(columns)]
     for clip_set, row in zip(sets, cells):
-        removed = "" if clip_set.removed_fraction is None else f"{100 * clip_set.removed_fraction:g} %"
+        removed = "" if clip_set.removed_fraction is None else f"{100 * clip_set.removed_fraction:.4g} %"
         threshold = "" if clip_set.threshold is None else f"{clip_set.threshold:.6g}"
         lines.append(f"| {clip_set.name} | `{clip_set.path}` | {removed} | {threshold} | "
                      + " | ".join(row[c] for c in columns) + " |")
     lines += ["", f"LVD-F: {result.lvd_f.num_clips} of {result.subset.num_clips} clips survive every rule; each rule "
               "on its own removes:", ""]
     lines += [f"- {rule.rule}: {rule.removed}" for rule in result.lvd_f_rules]
+    lines += ["", *(f"Note: {note}." for note in result.notes)] if result.notes else []
     return "\n".join(lines) + "\n"

@@ -38,6 +38,7 @@ def table_dir(tmp_path_factory):
         "aesthetic_score": score(rng.uniform(0, 10, n)), "clip_score": score(rng.normal(0.3, 0.05, n)),
         "ocr_area": score(np.where(rng.random(n) < 0.6, 0.0, rng.uniform(0, 0.2, n))),
         "flow_score": score(np.where(rng.random(n) < 0.33, 0.0, rng.exponential(2.0, n))),
+        "clip_score_model": pa.array(["open_clip ViT-S-32 weights=random"] * n, mask=~ok),
     })
     for index, piece in enumerate(np.array_split(np.arange(n), 4)):
         pq.write_table(rows.take(piece), folder / f"part-{index:05d}.parquet")
@@ -103,6 +104,9 @@ def test_lvd_f_counts_each_rule_and_table1_statistics_per_set(table_dir, built):
     assert results["subset"]["statistics"] == pytest.approx(vars(expected))
     assert results["lvd_f"]["statistics"] == pytest.approx(vars(table_statistics(lvd_f.table)))
     assert results["source_table"] == str(table_dir) and results["engine"] == "memory"
+    assert results["score_models"] == {"clip_score": ["open_clip ViT-S-32 weights=random"]}
+    assert results["notes"] == ["clip_score comes from random weights (open_clip ViT-S-32 weights=random): it ranks "
+                                "nothing, so LVD-F's rule on it removes clips at random"]
     assert "| flow_remove_50pct | `arms/flow_remove_50pct.parquet` | 50 % |" in (run_dir / "results.md").read_text()
 
 
