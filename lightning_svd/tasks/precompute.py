@@ -34,7 +34,11 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 def stage_config(cfg):
     """The training run's config the shards are for: precompute.experiment at this profile and seed."""
-    return load_config(cfg.precompute.experiment, cfg.profile, [f"seed={cfg.seed}", *cfg.precompute.overrides])
+    try:
+        return load_config(cfg.precompute.experiment, cfg.profile, [f"seed={cfg.seed}", *cfg.precompute.overrides])
+    except UserError as error:
+        raise UserError(f"precompute.experiment={cfg.precompute.experiment}: {error} (its keys go in "
+                        "precompute.overrides=[KEY=VALUE,...])") from None
 
 
 def bucket_shapes(cfg, stage_cfg) -> list[tuple[int, int, int]]:

@@ -165,6 +165,7 @@ def final_weights(run_dir) -> dict:
     return {**checkpoint["state_dict"], **{f"ema.{k}": v for k, v in checkpoint["ema"]["shadow"].items()}}
 
 
+@pytest.mark.slow
 def test_run_resumed_mid_epoch_from_shards_matches_uninterrupted(text_shards, tmp_path):
     shards, manifest = text_shards
     assert manifest["buckets"][0]["samples"] == 16
