@@ -200,7 +200,6 @@ class ClipTable:
         return table.set_column(table.column_names.index("video_path"), "video_path",
                                 pc.if_else(relative, joined, paths))
 
-
     def statistics(self) -> "TableStatistics":
         """Table 1 statistics of the whole table, reading only the columns they need."""
         wanted = {*STATISTICS_COLUMNS, *(c for pair in DURATION_COLUMNS for c in pair), "flow_score"}
