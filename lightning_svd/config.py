@@ -230,10 +230,11 @@ def required_paths(cfg: DictConfig, root: Path = EXPERIMENTS_DIR) -> list[tuple[
     else the key of the override list that sets them.
 
     An entry is a key; `{path: KEY, when: CONDITION}`, a path needed only while CONDITION holds (a key that is true,
-    or `KEY=VALUE`, e.g. `curation.flow.backend=raft`); or `{experiment: KEY, overrides: LIST, unless: FLAG}`, the
-    paths of the experiment named at KEY composed with the overrides at LIST (a config this one runs, e.g. an
-    ablation's curation), skipped while FLAG is set (e.g. a given clip table). A key the outer config requires itself
-    is checked there only (the ablation hands its data to its curation).
+    or `KEY=VALUE`, e.g. `curation.flow.backend=raft`); or `{experiment: KEY, overrides: LIST, unless: FLAG, only:
+    KEYS}`, the paths of the experiment named at KEY composed with the overrides at LIST (a config this one runs, e.g.
+    an ablation's curation or its proxies), skipped while the optional FLAG is set (e.g. a given clip table), limited
+    to the optional KEYS (the proxies' weights; the ablation hands them their data and init itself). A key the outer
+    config requires itself is checked there only (the ablation hands its data to its curation).
     """
     found, nested = [], []
     for entry in cfg.get("requires_paths", []):
@@ -244,11 +245,13 @@ def required_paths(cfg: DictConfig, root: Path = EXPERIMENTS_DIR) -> list[tuple[
             found.append((key, OmegaConf.select(cfg, key, throw_on_missing=False, default=None), None))
     own = {key for key, _, _ in found}
     for entry in nested:
-        if OmegaConf.select(cfg, entry.unless, default=None):
+        if entry.get("unless") and OmegaConf.select(cfg, entry.unless, default=None):
             continue
         inner = load_config(str(OmegaConf.select(cfg, entry.experiment)), cfg.profile,
                             list(OmegaConf.select(cfg, entry.overrides)), root, check_paths=False)
-        found += [(key, value, entry.overrides) for key, value, _ in required_paths(inner, root) if key not in own]
+        only = set(entry.get("only") or [])
+        found += [(key, value, entry.overrides) for key, value, _ in required_paths(inner, root)
+                  if key not in own and (not only or key in only)]
     return found
 
 

@@ -151,7 +151,8 @@ def test_a_paper_ablation_asks_for_its_curations_weights_up_front_unless_given_a
     assert "ablation.curation_overrides=[KEY=PATH, ...]" in message and "\n" not in message
     with pytest.raises(UserError) as error:
         load_config("ablation_clip", "paper", [f"ablation.clip_table={tmp_path}"])
-    assert "curation" not in str(error.value) and "missing 4:" in str(error.value)
+    assert "curation" not in str(error.value) and "missing 6:" in str(error.value)
+    assert "ablation.extra_proxy_overrides: train.autoencoder.weights (not set)" in str(error.value)
 
 
 def test_samples_that_follow_their_prompts_sit_nearer_their_own_prompts_clip():

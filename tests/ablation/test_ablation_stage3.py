@@ -15,7 +15,8 @@ from lightning_svd.tasks import ablation
 
 PAPER_PATHS = ["ablation.clip_table", "ablation.prompts.file", "ablation.fvd.i3d_torchscript.path",
                "ablation.image_init.checkpoint", "ablation.stage3.curated_checkpoint",
-               "ablation.stage3.uncurated_checkpoint"]
+               "ablation.stage3.uncurated_checkpoint", "ablation.extra_proxy_overrides: train.autoencoder.weights",
+               "ablation.extra_proxy_overrides: train.open_clip.weights"]
 
 
 def leaves(config: dict, prefix: str = "") -> dict:
