@@ -59,9 +59,12 @@ SCHEMA = pa.schema([
     ("caption", pa.string()),
     *[(name, pa.float64()) for name in SCORE_COLUMNS],
     *[(name, pa.float64()) for name in CLIP_SOURCE_COLUMNS.values()],
+    ("camera_motion", pa.string()),  # train.data.camera_motion selects clips by it
+    ("camera_direction", pa.string()),
+    ("camera_motion_confidence", pa.float64()),
     ("status", pa.string()),
     ("error", pa.string()),
-    *[(config_column(name), pa.string()) for name in SCORE_COLUMNS],
+    *[(config_column(name), pa.string()) for name in (*SCORE_COLUMNS, "camera_motion")],
     *[(model_column(name), pa.string()) for name in SCORE_COLUMNS],
     *[(model_column(name), pa.string()) for name in CAPTION_COLUMNS],
     ("clip_path", pa.string()),
@@ -80,6 +83,12 @@ COLUMN_NOTES = {
     "aesthetic_score": "see aesthetic_score_model: classic quality 0..10 or the LAION predictor (about 1..10)",
     "ocr_area": "fraction of the frame covered by detected text boxes, aggregated over first/middle/last frames",
     "flow_score": "mean optical-flow magnitude; units in flow_score_model",
+    "camera_motion": "pan (or tilt), zoom, static or complex, from the global motion of the flow fields behind "
+                     "flow_score",
+    "camera_direction": "a pan's left/right/up/down (where the camera turns; the picture moves the other way), a "
+                        "zoom's in/out, else null",
+    "camera_motion_confidence": "0..1: static, how far under curation.camera.static_below; pan or zoom, its share of "
+                                "the global motion; complex, the share neither holds",
     "*_config": "hash of the configuration of the stage that produced the score",
     "*_model": "what produced the score or caption (model, weights; 'random weights' where they were random)",
     "clip_path": "the physical clip file when curation.split.mode is not none, else null",

@@ -175,3 +175,35 @@ def test_noise_grain_and_degradation_kinds_are_corpus_options():
                        (CorpusSpec(noise_grain=0), "corpus.noise_grain")):
         with pytest.raises(UserError, match=match):
             bad.validate()
+
+
+def test_zoom_scenes_are_opt_in_and_recorded_in_the_sidecar():
+    """Without zoom_fraction the corpus (and its cache key) is the one made before zooms existed; with it, moving
+    scenes zoom in or out, and the truth says which, how fast the picture moves, and the caption says so too."""
+    assert CorpusSpec().key() == "29d010ba0a980bcf"  # the default corpus' key before zooms existed
+    assert not any(s.zoom for i in range(12) for s in plan_video(CorpusSpec(), i)[0])
+    spec = CorpusSpec(zoom_fraction=0.5, seed=4)
+    zooms = [s for i in range(8) for s in plan_video(spec, i)[0] if s.motion == "zoom"]
+    assert {s.zoom > 0 for s in zooms} == {True, False}
+    for scene in zooms:
+        SceneRenderer(scene, spec.width, spec.height)
+        truth = scene.to_truth()
+        assert truth["motion"] == "zoom" and truth["zoom"] == ("in" if scene.zoom > 0 else "out")
+        assert truth["speed"] > 0.2 and truth["direction_deg"] is None
+        assert f"zooms {truth['zoom']}" in caption_for(scene)
+    with pytest.raises(UserError, match="corpus.zoom_fraction"):
+        CorpusSpec(zoom_fraction=1.5).validate()
+
+
+def test_a_zoom_magnifies_the_picture_about_its_centre():
+    """Frame t + k is frame t scaled by exp(rate k) about the centre (up to the edges, where new content enters)."""
+    spec = CorpusSpec(zoom_fraction=1.0, text_fraction=0.0, static_fraction=0.0, degraded_fraction=0.0)
+    scene = next(s for i in range(8) for s in plan_video(spec, i)[0] if s.zoom > 0)
+    renderer = SceneRenderer(scene, spec.width, spec.height)
+    first, later = renderer.render(10).astype(np.float32), renderer.render(16).astype(np.float32)
+    scale = np.exp(scene.zoom * 6)
+    centre = ((spec.width - 1) / 2, (spec.height - 1) / 2)
+    warp = cv2.getRotationMatrix2D(centre, 0.0, scale)
+    predicted = cv2.warpAffine(first, warp, (spec.width, spec.height), flags=cv2.INTER_LINEAR)
+    inner = (slice(10, -10), slice(16, -16))
+    assert np.abs(predicted - later)[inner].mean() < 0.25 * np.abs(first - later)[inner].mean()

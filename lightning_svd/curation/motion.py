@@ -13,12 +13,15 @@ RAFT (torchvision) at 800x450 is the paper's choice for the high-quality finetun
 computed similarly"): mean magnitude between consecutive 2-fps samples, in pixels at RAFT's input size per step.
 Each method's `describe()` is what the clip table's `flow_score_model` column records.
 
+Every method also returns the global motion of each flow field it computed (`FlowMeasure.motions`, see
+`global_motion`), from which `CameraClassifier` labels the clip's camera motion without a second flow pass.
+
 Samples are the frames shown nearest each 1/fps s (`video_io.frames_at_rate`), and every flow is divided by the time
 between its two frames, so a variable frame rate or a dropped frame changes no score's units. `times` is seconds per
 frame of the video, one entry more for where the last frame ends.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -27,6 +30,89 @@ import numpy as np
 from .video_io import frames_at_rate, scaled_size, span_rate
 
 FARNEBACK_METHODS = ("paper", "compensated")
+CAMERA_MOTIONS = ("pan", "zoom", "static", "complex")
+
+
+@dataclass(frozen=True)
+class FlowMeasure:
+    """A clip's flow score and, per flow field behind it, its global motion (`global_motion`)."""
+
+    score: float | None
+    motions: list[np.ndarray] = field(default_factory=list)
+
+
+def global_motion(flow: np.ndarray, seconds: float) -> np.ndarray:
+    """The flow field `(H, W, 2)` (px between frames `seconds` apart) as an affine motion of the whole frame:
+    `(tx, ty, zoom, rotation, shear, shear')` in short sides per second. `tx, ty` is the translation of the picture,
+    `zoom` the divergence (> 0: it grows from the centre), rotation and the two shears the rest of the affine part; the
+    last four are given as the motion they cause at the frame's root-mean-square distance from its centre, so all six
+    compare (and average to zero over flow that is only noise).
+    Robust least squares: pixels far from the current model (at first the median flow, which ignores a still logo or
+    a moving object covering less than half the frame) are left out of each of two fits."""
+    height, width = flow.shape[:2]
+    short = min(height, width)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    xs, ys = (xs - (width - 1) / 2).ravel() / short, (ys - (height - 1) / 2).ravel() / short
+    design = np.stack([np.ones_like(xs), xs, ys], axis=1)
+    target = flow.reshape(-1, 2).astype(np.float64) / (short * seconds)
+    model = np.median(target, axis=0)
+    for _ in range(2):
+        residual = np.linalg.norm(target - model, axis=1)
+        keep = residual <= max(2.5 * float(np.median(residual)), 1e-9)
+        coefficients = np.linalg.lstsq(design[keep], target[keep], rcond=None)[0]
+        model = design @ coefficients
+    (tx, ty), (a, c), (b, d) = coefficients
+    radius = float(np.sqrt(np.mean(xs**2 + ys**2)))
+    return np.array([tx, ty, *(np.array([a + d, c - b, a - d, b + c]) / 2 * radius)])
+
+
+@dataclass(frozen=True)
+class CameraMotion:
+    """`label` one of CAMERA_MOTIONS; `direction` where the camera turns or moves (left, right, up, down: the picture
+    moves the other way) for a pan, in or out for a zoom; `confidence` in [0, 1]."""
+
+    label: str
+    direction: str | None
+    confidence: float
+
+
+@dataclass(frozen=True)
+class CameraClassifier:
+    """A clip's dominant camera motion from the global motions of its flow fields (`global_motion`).
+
+    The clip's motion is their mean; its energy splits into translation (pan, tilt), zoom, and the rest (rotation,
+    shear, and the pairs' spread about the mean: shake, a pan that turns, or noise in the flow). A clip is static when
+    its mean moves less than `static_below` short sides per second and the spread is under three times that (flow on
+    a noisy still shot scatters a little, a handheld shake more; confidence: the margin left). Otherwise the larger
+    of pan and zoom wins if it holds `min_share` of the energy (confidence: its share), else the clip is complex
+    (confidence: the share neither holds)."""
+
+    static_below: float = 0.03
+    min_share: float = 0.6
+
+    def __post_init__(self):
+        if self.static_below <= 0 or not 0.5 <= self.min_share <= 1:
+            raise ValueError(f"curation.camera: static_below must be > 0 and min_share in [0.5, 1], got "
+                             f"{self.static_below} and {self.min_share}")
+
+    def classify(self, motions: list[np.ndarray]) -> CameraMotion | None:
+        if not motions:
+            return None
+        stacked = np.stack(motions)
+        mean = stacked.mean(axis=0)
+        spread = float(((stacked - mean) ** 2).sum(axis=1).mean())
+        pan, zoom = float(mean[0] ** 2 + mean[1] ** 2), float(mean[2] ** 2)
+        total = float((mean**2).sum()) + spread
+        margin = 1.0 - max(np.sqrt(total - spread) / self.static_below, np.sqrt(spread) / (3 * self.static_below))
+        if margin > 0:
+            return CameraMotion("static", None, round(float(margin), 4))
+        if max(pan, zoom) < self.min_share * total:
+            return CameraMotion("complex", None, round(1.0 - max(pan, zoom) / total, 4))
+        if zoom > pan:
+            return CameraMotion("zoom", "in" if mean[2] > 0 else "out", round(zoom / total, 4))
+        tx, ty = mean[:2]
+        direction = ("left" if tx > 0 else "right") if abs(tx) >= abs(ty) else ("up" if ty > 0 else "down")
+        return CameraMotion("pan", direction, round(pan / total, 4))
 
 
 def sample_indices(times: np.ndarray, start: int, end: int, flow_fps: float) -> list[int]:
@@ -52,12 +138,19 @@ class Farneback:
 
     full_resolution = False
 
-    def _magnitude(self, first: np.ndarray, second: np.ndarray) -> float:
-        flow = cv2.calcOpticalFlowFarneback(
+    def _flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(
             first, second, None, self.pyr_scale, self.levels, self.winsize, self.iterations, self.poly_n,
             self.poly_sigma, 0,
         )
-        return float(np.linalg.norm(flow, axis=2).mean())
+
+    def score(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> float | None:
+        """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
+        return self.measure(frames, start, end, times).score
+
+
+def _magnitude(flow: np.ndarray) -> float:
+    return float(np.linalg.norm(flow, axis=2).mean())
 
 
 @dataclass(frozen=True)
@@ -74,15 +167,17 @@ class PaperFarneback(Farneback):
         width, height = scaled_size(frame.shape[1], frame.shape[0], self.short_side)
         return cv2.cvtColor(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
 
-    def score(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> float | None:
-        """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
+    def measure(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> FlowMeasure:
         samples = self.frames_needed(start, end, times)
         if len(samples) < 2:
-            return None
+            return FlowMeasure(None)
         greys = [self._grey(frames[i]) for i in samples]
-        step = 1.0 / self.fps
-        return float(np.mean([self._magnitude(greys[k], greys[k + 1]) * step / (times[b] - times[a])
-                              for k, (a, b) in enumerate(zip(samples, samples[1:]))]))
+        step, magnitudes, motions = 1.0 / self.fps, [], []
+        for k, (a, b) in enumerate(zip(samples, samples[1:])):
+            flow, seconds = self._flow(greys[k], greys[k + 1]), times[b] - times[a]
+            magnitudes.append(_magnitude(flow) * step / seconds)
+            motions.append(global_motion(flow, seconds))
+        return FlowMeasure(float(np.mean(magnitudes)), motions)
 
     def describe(self) -> str:
         return (f"farneback paper: {self.fps:g} fps, {self.short_side}-px short side, mean |flow| in px of that map "
@@ -131,30 +226,33 @@ class CompensatedFarneback(Farneback):
             return grey.round().astype(np.uint8)
         return np.clip((grey - reference.mean()) / (reference.std() + 1e-3) * 40.0 + 128.0, 0, 255).astype(np.uint8)
 
-    def score(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> float | None:
-        """Mean flow magnitude of the clip `[start, end)`; `frames` holds at least `frames_needed`."""
+    def measure(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> FlowMeasure:
+        """The camera sees the longer flow of each sample (`t` to `t + 2 gap` when noise-compensated)."""
         if end - start < 2:
-            return None
+            return FlowMeasure(None)
         step, gap = 1.0 / self.fps, self._gap(times, start, end)
         samples = self._samples(times, start, end)
         if not samples:
-            speed = self._plain(frames[start], frames[end - 1]) / (times[end - 1] - times[start])
-            return float(speed) * step * self._to_map(frames[start])
-        per_second = []
+            seconds = times[end - 1] - times[start]
+            flow = self._pair_flow(frames[start], frames[end - 1])
+            return FlowMeasure(_magnitude(flow) / seconds * step * self._to_map(frames[start]),
+                               [global_motion(flow, seconds)])
+        per_second, motions = [], []
         for t in samples:
-            reference = self._grey(frames[t])
-            base = self._normalise(reference, reference)
-            near = self._magnitude(base, self._normalise(self._grey(frames[t + gap]), reference))
+            near = self._pair_flow(frames[t], frames[t + gap])
             if self.noise_compensated:
-                far = self._magnitude(base, self._normalise(self._grey(frames[t + 2 * gap]), reference))
-                per_second.append(max(0.0, far - near) / (times[t + 2 * gap] - times[t + gap]))
+                far = self._pair_flow(frames[t], frames[t + 2 * gap])
+                per_second.append(max(0.0, _magnitude(far) - _magnitude(near)) / (times[t + 2 * gap] - times[t + gap]))
+                motions.append(global_motion(far, times[t + 2 * gap] - times[t]))
             else:
-                per_second.append(near / (times[t + gap] - times[t]))
-        return float(np.mean(per_second)) * step * self._to_map(frames[start])
+                per_second.append(_magnitude(near) / (times[t + gap] - times[t]))
+                motions.append(global_motion(near, times[t + gap] - times[t]))
+        return FlowMeasure(float(np.mean(per_second)) * step * self._to_map(frames[start]), motions)
 
-    def _plain(self, first: np.ndarray, second: np.ndarray) -> float:
+    def _pair_flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Flow from `first` to `second`, both contrast-normalised by `first`'s statistics."""
         reference = self._grey(first)
-        return self._magnitude(self._normalise(reference, reference), self._normalise(self._grey(second), reference))
+        return self._flow(self._normalise(reference, reference), self._normalise(self._grey(second), reference))
 
     def _to_map(self, frame: np.ndarray) -> float:
         """Pixels at the compute size to pixels of the stored `short_side` map."""
@@ -231,15 +329,18 @@ class RaftFlow:
 
     def score(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> float | None:
         """Mean RAFT flow magnitude between consecutive samples, scaled to one sampling step (1/fps s)."""
+        return self.measure(frames, start, end, times).score
+
+    def measure(self, frames: dict[int, np.ndarray], start: int, end: int, times: np.ndarray) -> FlowMeasure:
         import torch
 
         indices = sample_indices(times, start, end, self.fps)
         if len(indices) < 2:
-            return None
+            return FlowMeasure(None)
         step = 1.0 / self.fps
         network = self.network()
         images = [self._tensor(frames[i]) for i in indices]
-        magnitudes = []
+        magnitudes, motions = [], []
         with torch.inference_mode():
             for begin in range(0, len(indices) - 1, self.batch_pairs):
                 stop = min(begin + self.batch_pairs, len(indices) - 1)
@@ -249,7 +350,9 @@ class RaftFlow:
                 per_pair = flow.norm(dim=1).mean(dim=(1, 2)).cpu().tolist()
                 gaps = [times[indices[k + 1]] - times[indices[k]] for k in range(begin, stop)]
                 magnitudes.extend(m * step / g for m, g in zip(per_pair, gaps))
-        return float(np.mean(magnitudes))
+                fields = flow.permute(0, 2, 3, 1).cpu().numpy()
+                motions.extend(global_motion(f, g) for f, g in zip(fields, gaps))
+        return FlowMeasure(float(np.mean(magnitudes)), motions)
 
 
 def build_flow(node: dict):

@@ -1,9 +1,11 @@
-"""One video in, its clip-table rows out: probe, decode once, cuts, clips, captions, scores.
+"""One video in, its clip-table rows out: probe, decode once, cuts, clips, captions, scores, camera motion.
 
 Every stage is a pure function of the video and the `curation` config, so the local and Ray engines run the same
 `VideoCurator.curate` and get the same rows. The video is decoded twice at most: once at the analysis size (every
 frame, for the cuts and the Farneback flow) and once for the few full-size frames the frame scorers share (first,
-middle and last frame of every clip for OCR, aesthetics, CLIP and CoCa; VideoBLIP's and RAFT's frames when on).
+middle and last frame of every clip for OCR, aesthetics, CLIP and CoCa; VideoBLIP's and RAFT's frames when on); text
+detection runs on a clip's frames while later clips' frames decode. Cuts come from the cascade or TransNetV2
+(`curation.cuts.backend`); the camera-motion label from the flow fields behind the flow score.
 Frames are picked and clips measured by presentation time, so variable-frame-rate sources are ordinary input.
 
 A video ends in one of three ways: clips (`ok` rows), no clip although it decodes (one `empty` row: a still image,
@@ -14,6 +16,7 @@ import errno
 import statistics
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +26,8 @@ from ..clip_table import CAPTION_COLUMNS, CLIP_SOURCE_COLUMNS, EMPTY, ERROR, OK,
 from .aesthetic import ClassicQuality
 from .caption_stage import CaptionStage
 from .clips import ClipPolicy, ClipSpan, clip_id, source_name, status_id
-from .cuts import CutCascade
-from .motion import build_flow
+from .cuts import build_cut_detector
+from .motion import CameraClassifier, build_flow
 from .ocr import build_ocr
 from .split import SPLITTERS
 from .table import config_hash, empty_row
@@ -45,10 +48,10 @@ CLIP_COMBINATIONS = {"mean": statistics.fmean, "max": max}
 
 
 def uses_torch(cfg: dict) -> bool:
-    """Whether a curator built from `cfg` runs torch models (CLIP, the LAION head, RAFT, model captioners)."""
+    """Whether a curator built from `cfg` runs torch models (CLIP, the LAION head, RAFT, TransNetV2, captioners)."""
     captioners = any((cfg["captions"].get(name) or {}).get("enabled", False) for name in ("coca", "vblip", "llm"))
     return (bool(cfg["clip"]["enabled"]) or cfg["aesthetic"]["backend"] == "laion" or cfg["flow"]["backend"] == "raft"
-            or captioners)
+            or cfg["cuts"].get("backend") == "transnetv2" or captioners)
 
 
 class NoClipError(Exception):
@@ -92,9 +95,12 @@ class VideoCurator:
         self.limits = VideoLimits(max_frame_pixels=int(decode["max_frame_pixels"]))
         self.analysis_short_side = int(decode["analysis_short_side"])
         self.max_analysis_bytes = int(decode["max_analysis_megabytes"]) * 2**20
-        self.cascade = CutCascade.from_config(cfg["cuts"])
+        self.cut_detector = build_cut_detector(cfg["cuts"])
         self.policy = ClipPolicy(float(cfg["cuts"]["min_clip_s"]), bool(cfg["cuts"]["snap_to_keyframes"]))
         self.flow = build_flow(cfg["flow"]) if cfg["flow"].get("backend", "farneback") != "none" else None
+        camera = dict(cfg.get("camera") or {})
+        enabled = camera.pop("enabled", True) and self.flow is not None
+        self.camera = CameraClassifier(**{k: float(v) for k, v in camera.items()}) if enabled else None
         self.ocr = build_ocr(cfg["ocr"], threads=threads)
         aesthetic = cfg["aesthetic"]
         self.aesthetic_backend = aesthetic.get("backend", "classic")
@@ -125,6 +131,7 @@ class VideoCurator:
             "aesthetic_score": config_hash(self._aesthetic_inputs()),
             "clip_score": config_hash({"clip": cfg["clip"], "captions": cfg["captions"]}),
         }
+        self.camera_hash = config_hash({"flow": cfg["flow"], "camera": cfg.get("camera")})
 
     def _aesthetic_inputs(self) -> dict:
         """The config the aesthetic score depends on: CLIP for the LAION head, the text boxes for `exclude_text`."""
@@ -215,15 +222,17 @@ class VideoCurator:
         with _Timer(seconds, "decode"):
             frames = decode_all(info, self.analysis_short_side, self.cfg["decode"].get("threads", "AUTO"))
         with _Timer(seconds, "cuts"):
-            cuts = self.cascade.detect(frames, info.times)
+            cuts = self.cut_detector.detect(frames, info.times)
             spans = self.policy.spans(cuts, info.times, info.keyframes)
         cut_records = [{"frame": c.frame, "time_s": c.time_s(info.times), "start_frame": c.start_frame,
                         "end_frame": c.end_frame, "level": c.level} for c in cuts]
         if not spans:
             return self._empty(video_path, f"no clip of at least curation.cuts.min_clip_s={self.policy.min_clip_s} s "
                                f"(video {info.duration_s:.2f} s, {len(cuts)} cut(s))", seconds, cut_records)
-        with _Timer(seconds, "frames"):
-            full = self._full_frames(info, spans)
+        with ThreadPoolExecutor(1) as text_thread:
+            with _Timer(seconds, "frames"):
+                full, text_jobs = self._full_frames(info, spans, text_thread, seconds)
+            text_masks = [job.result() for job in text_jobs] if self.ocr is not None else [None] * len(spans)
         rows = [self._base_row(info, span) for span in spans]
         with _Timer(seconds, "captions"):
             warnings = self.captioners.fill(rows, spans, full, video_path, info.times)
@@ -234,14 +243,16 @@ class VideoCurator:
             if self.flow is not None:
                 source = full if self.flow.full_resolution else frames
                 for row, span in zip(rows, spans):
-                    row["flow_score"] = self.flow.score(source, span.start_frame, span.end_frame, info.times)
+                    measured = self.flow.measure(source, span.start_frame, span.end_frame, info.times)
+                    row["flow_score"] = measured.score
+                    camera = self.camera.classify(measured.motions) if self.camera is not None else None
+                    if camera is not None:
+                        row.update(camera_motion=camera.label, camera_direction=camera.direction,
+                                   camera_motion_confidence=camera.confidence, camera_motion_config=self.camera_hash)
         key_frames = [[full[i] for i in span.key_frames(info.times)] for span in spans]
-        text_masks = [None] * len(spans)
-        with _Timer(seconds, "ocr"):
-            if self.ocr is not None:
-                text_masks = [self.ocr.masks(frames_of_clip) for frames_of_clip in key_frames]
-                for row, masks in zip(rows, text_masks):
-                    row["ocr_area"] = self.ocr.area(masks)
+        if self.ocr is not None:
+            for row, masks in zip(rows, text_masks):
+                row["ocr_area"] = self.ocr.area(masks)
         with _Timer(seconds, "aesthetic"):
             if self.aesthetic_backend == "classic":
                 for row, frames_of_clip, masks in zip(rows, key_frames, text_masks):
@@ -284,13 +295,30 @@ class VideoCurator:
             "status": OK, "error": None,
         }
 
-    def _full_frames(self, info: VideoInfo, spans: list[ClipSpan]) -> dict[int, np.ndarray]:
-        wanted = {i for span in spans for i in span.key_frames(info.times)}
+    def _full_frames(self, info: VideoInfo, spans: list[ClipSpan], text_thread: ThreadPoolExecutor,
+                     seconds: dict[str, float]) -> tuple[dict[int, np.ndarray], list]:
+        """The full-size frames every stage needs, and the text detection of each clip's key frames, started in
+        `text_thread` as soon as they are decoded: OCR runs while the rest decode (both hold one core, and ONNX Runtime
+        releases the GIL). `seconds["ocr"]` counts the detector's own time."""
+        key_frames = [span.key_frames(info.times) for span in spans]
+        wanted = {i for keys in key_frames for i in keys}
         wanted.update(i for span in spans for i in self.captioners.frames_needed(span, info.times))
         if self.flow is not None and self.flow.full_resolution:
             for span in spans:
                 wanted.update(self.flow.frames_needed(span.start_frame, span.end_frame, info.times))
-        return decode_at(info, sorted(wanted))
+        found: dict[int, np.ndarray] = {}
+        jobs = []
+
+        def detect_text(images: list[np.ndarray]) -> list[np.ndarray]:
+            with _Timer(seconds, "ocr"):
+                return self.ocr.masks(images)
+
+        def decoded(index: int, image: np.ndarray) -> None:
+            found[index] = image
+            while self.ocr is not None and len(jobs) < len(spans) and key_frames[len(jobs)][-1] <= index:
+                jobs.append(text_thread.submit(detect_text, [found[i] for i in key_frames[len(jobs)]]))
+
+        return decode_at(info, sorted(wanted), on_frame=decoded), jobs
 
     def _clip_scores(self, rows: list[dict], key_frames: list[list[np.ndarray]],
                      captions: list[dict[str, str]]) -> None:

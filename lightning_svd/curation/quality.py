@@ -60,11 +60,31 @@ def match_cuts(
     }
 
 
+def cut_time_f1(predicted_s: list[float], reference_s: list[float], tolerance_s: float) -> MatchCounts:
+    """Cuts given as times (seconds), matched one to one within `tolerance_s`: how two detectors agree, or one and
+    the ground truth."""
+    matched = len(_greedy_match(predicted_s, reference_s, tolerance_s))
+    return MatchCounts(matched, len(predicted_s) - matched, len(reference_s) - matched)
+
+
 def covering_scene(truth: dict, start_frame: int, end_frame: int) -> dict:
     """The ground-truth scene that overlaps the span `[start_frame, end_frame)` the most."""
     def overlap(scene):
         return min(end_frame, scene["end_frame"]) - max(start_frame, scene["start_frame"])
     return max(truth["scenes"], key=overlap)
+
+
+def true_camera_directions(scene: dict) -> set[str | None]:
+    """The `camera_direction` values right for a ground-truth scene. Its `direction_deg` is where the picture moves
+    (0 right, 90 down), so the camera turns the other way; a diagonal pan accepts either of its two axes."""
+    if scene["motion"] == "zoom":
+        return {scene["zoom"]}
+    if scene["motion"] != "pan":
+        return {None}
+    angle = np.deg2rad(scene["direction_deg"])
+    dx, dy = np.cos(angle), np.sin(angle)
+    return ({"left" if dx > 0 else "right"} if abs(dx) > 0.1 else set()) | (
+        {"up" if dy > 0 else "down"} if abs(dy) > 0.1 else set())
 
 
 def spearman(x, y) -> float:
@@ -76,12 +96,14 @@ def spearman(x, y) -> float:
 
 
 def evaluate_against_truth(rows: list[dict], cuts: dict[str, list[int]], truths: dict[str, dict]) -> dict:
-    """Cut F1 and score rank correlations for the videos that have a ground-truth sidecar.
+    """Cut F1, score rank correlations and camera-motion accuracy (label, and label with direction) for the videos
+    that have a ground-truth sidecar.
 
     `truths` maps a row's `video_path` to its sidecar, `cuts` the same paths to the detected cut frames.
     """
     counts = {"hard": MatchCounts(), "soft": MatchCounts()}
     pairs: dict[str, list[tuple[float, float]]] = {"flow": [], "ocr": [], "aesthetic": []}
+    camera = {"clips": 0, "label": 0, "direction": 0}
     for path, truth in truths.items():
         if path not in cuts:
             continue
@@ -96,12 +118,21 @@ def evaluate_against_truth(rows: list[dict], cuts: dict[str, list[int]], truths:
                 pairs["ocr"].append((row["ocr_area"], scene["text_area"]))
             if row.get("aesthetic_score") is not None:
                 pairs["aesthetic"].append((row["aesthetic_score"], -scene["degradation_level"]))
+            if row.get("camera_motion") is not None:
+                camera["clips"] += 1
+                camera["label"] += row["camera_motion"] == scene["motion"]
+                camera["direction"] += (row["camera_motion"] == scene["motion"]
+                                        and row.get("camera_direction") in true_camera_directions(scene))
     report = {
         "videos": len(truths),
         "cut_f1_hard": round(counts["hard"].f1, 4),
         "cut_f1_soft": round(counts["soft"].f1, 4),
         "cut_counts": {k: vars(v) for k, v in counts.items()},
     }
+    if camera["clips"]:
+        report["camera_accuracy"] = round(camera["label"] / camera["clips"], 4)
+        report["camera_direction_accuracy"] = round(camera["direction"] / camera["clips"], 4)
+        report["camera_clips"] = camera["clips"]
     for name, values in pairs.items():
         if values:
             score, target = zip(*values)

