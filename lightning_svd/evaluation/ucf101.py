@@ -166,6 +166,7 @@ class UCF101Protocol:
     prompt_style: str = "raw"
     num_samples: int | None = None    # None = one generated video per real video (13,320)
     real_start_s: float = 0.0
+    motion_bucket_id: int = 127       # not given by the paper (E.4): the released models' sampling default
     seed: int = 0
 
     def __post_init__(self):

@@ -198,7 +198,8 @@ def evaluate_ucf101(cfg, ctx) -> dict:
     for start in range(0, len(plan.samples), batch_size):
         samples = plan.samples[start : start + batch_size]
         videos = stage.generate(prompts=[s.prompt for s in samples], seed=samples[0].seed,
-                                num_frames=protocol.num_frames, steps=cfg.evaluation.steps, fps=protocol.fps)
+                                num_frames=protocol.num_frames, steps=cfg.evaluation.steps, fps=protocol.fps,
+                                motion_bucket_id=protocol.motion_bucket_id)
         metric.update(preprocess_generated(videos.permute(0, 1, 4, 2, 3), protocol), real=False)
     seconds = time.perf_counter() - started
     fvd = metric.result()
@@ -212,7 +213,8 @@ def evaluate_ucf101(cfg, ctx) -> dict:
             "num_real": fvd["num_real"], "comparable": not all_reasons, "reason": "; ".join(all_reasons) or None,
             "feature_extractor": fvd["feature_extractor"], "covariance": fvd["covariance"],
             "real_statistics_cached": cached, "plan": plan.summary(), "dataset_root": str(root),
-            "guidance_scale": float(guider.scale), "generated_preprocessing": protocol.generated_preprocessing(),
+            "guidance_scale": float(guider.scale), "motion_bucket_id": protocol.motion_bucket_id,
+            "generated_preprocessing": protocol.generated_preprocessing(),
             "generation_seconds": round(seconds, 2),
             "real_clips": "real_clips.json", "samples": "samples.json"}
 

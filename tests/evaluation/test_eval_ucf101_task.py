@@ -32,6 +32,7 @@ def test_ucf101_runs_the_whole_protocol_on_the_synthetic_set(ucf_run):
         assert reason in results["reason"]
     assert json.loads((run_dir / "results.json").read_text())["fvd"] == results["fvd"]
     assert results["guidance_scale"] == 7.0, "the protocol's guidance replaces the stage's (3 here)"
+    assert results["motion_bucket_id"] == 127, "the paper leaves it open: the released default, recorded"
     texts = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0})
     texts.Reload()
     note = texts.Tensors("eval/comparable/text_summary")[0].tensor_proto.string_val[0].decode()

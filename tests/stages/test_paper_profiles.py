@@ -35,6 +35,7 @@ def test_paper_profile_runs_bf16_on_gpus_with_the_released_towers_and_needs_real
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
     assert cfg.train.open_clip.model == "ViT-H-14" and cfg.train.autoencoder.kind == "kl"
     assert cfg.train.gradient_checkpointing is True
+    assert dict(cfg.train.data.caption_probabilities) == {"coca": 0.5, "vblip": 0.25, "llm": 0.25, "sidecar": 0.0}
     assert "train.autoencoder.weights" in cfg.requires_paths and "train.data.table" in cfg.requires_paths
     with pytest.raises(UserError, match="train.autoencoder.weights"):
         load_config(experiment, "paper")
@@ -71,14 +72,15 @@ def test_hq_text_to_video_finetune():
 
 
 @pytest.mark.parametrize(
-    ("stage", "frames", "size", "p_mean", "ema", "guidance"),
+    ("stage", "frames", "size", "p_mean", "ema", "guidance", "steps"),
     [
-        ("320x576", 14, (320, 576), 0.7, False, (1.0, 2.5)),
-        ("576x1024", 14, (576, 1024), 1.0, True, (1.0, 2.5)),
-        ("576x1024", 25, (576, 1024), 1.0, True, (1.5, 3.0)),
+        ("320x576", 14, (320, 576), 0.7, False, (1.0, 2.5), 25),
+        ("576x1024", 14, (576, 1024), 1.0, True, (1.0, 2.5), 25),
+        ("576x1024", 25, (576, 1024), 1.0, True, (1.5, 3.0), 30),
     ],
 )
-def test_image_to_video_base_and_hq_stages_with_14_or_25_frames(stage, frames, size, p_mean, ema, guidance):
+def test_image_to_video_base_and_hq_stages_with_14_or_25_frames(stage, frames, size, p_mean, ema, guidance, steps):
+    """Guidance and sampler steps as released: svd 25 steps, svd_xt 30."""
     cfg = paper("i2v", f"stage={stage}", f"frames={frames}")
     assert cfg.train.num_frames == frames and (cfg.train.height, cfg.train.width) == size
     assert cfg.trainer.max_steps == 50000 and cfg.train.global_batch_size == 768
@@ -88,6 +90,7 @@ def test_image_to_video_base_and_hq_stages_with_14_or_25_frames(stage, frames, s
     guider = cfg.train.diffusion.sampling.guider
     assert guider.name == "linear_frames" and guider.num_frames == frames
     assert (guider.min_scale, guider.max_scale) == guidance
+    assert cfg.train.diffusion.sampling.num_steps == steps
 
 
 def test_interpolation_and_camera_lora():
