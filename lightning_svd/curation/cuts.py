@@ -72,18 +72,20 @@ class Cut:
         return float(times[self.frame])
 
 
-def run_level(frames_bgr: np.ndarray, times: np.ndarray, level: CutLevel, tolerance_s: float = 0.0) -> list[Cut]:
+def run_level(frames_rgb: np.ndarray, times: np.ndarray, level: CutLevel, tolerance_s: float = 0.0) -> list[Cut]:
     """Feed the level's samples to one detector; a cut reported at a sample lies after the sample before it.
 
-    Detectors get each frame's presentation time. Reports closer than `tolerance_s` are joined into one cut spanning
-    them (its frame is their middle)."""
-    samples = level.samples(times, len(frames_bgr))
-    rate = span_rate(times, 0, len(frames_bgr))
+    Detectors get each frame's presentation time, in BGR as PySceneDetect expects (converted frame by frame: one
+    reversed copy of the whole video costs more than all the detectors). Reports closer than `tolerance_s` are
+    joined into one cut spanning them (its frame is their middle)."""
+    samples = level.samples(times, len(frames_rgb))
+    rate = span_rate(times, 0, len(frames_rgb))
     detector = level.build()
     reported: list[float] = []
     for index in samples:
         timecode = FrameTimecode(float(times[index]), fps=rate)
-        reported.extend(tc.seconds for tc in detector.process_frame(timecode, frames_bgr[index]))
+        frame = cv2.cvtColor(frames_rgb[index], cv2.COLOR_RGB2BGR)
+        reported.extend(tc.seconds for tc in detector.process_frame(timecode, frame))
     reported.extend(tc.seconds for tc in detector.post_process(FrameTimecode(float(times[samples[-1]]), fps=rate)))
     shown = times[samples]
     positions = sorted({int(np.argmin(np.abs(shown - t))) for t in reported} - {0})
@@ -203,9 +205,8 @@ class CutCascade:
 
     def detect(self, frames_rgb: np.ndarray, times: np.ndarray) -> list[Cut]:
         """Cuts of the frames `frames_rgb`, shown at `times` seconds (one entry more: where the last frame ends)."""
-        frames_bgr = np.ascontiguousarray(frames_rgb[..., ::-1])
         tolerance = self.merge_tolerance_s
-        cuts = merge_cuts([run_level(frames_bgr, times, level, tolerance) for level in self.levels], times, tolerance)
+        cuts = merge_cuts([run_level(frames_rgb, times, level, tolerance) for level in self.levels], times, tolerance)
         if self.refiner is None:
             return cuts
         change = luma_change(frames_rgb)

@@ -14,6 +14,7 @@ a fade, nothing as long as `curation.cuts.min_clip_s`), or one `error` row when 
 
 import errno
 import statistics
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,33 @@ class _Timer:
 
     def __exit__(self, *exc):
         self.seconds[self.stage] = self.seconds.get(self.stage, 0.0) + time.perf_counter() - self.start
+
+
+class _TextDetection:
+    """Text masks of the clips' key frames, each detected in a second thread as soon as it is decoded, so OCR runs
+    while later frames decode. Once decoding is done, the curating thread takes the frames not started yet, from the
+    last one back, so two threads detect until the end (ONNX Runtime releases the GIL; the detectors keep no state
+    between calls). `seconds["ocr"]` adds up both threads' detection time."""
+
+    def __init__(self, ocr, pool: ThreadPoolExecutor, seconds: dict[str, float]):
+        self.ocr, self.pool, self.seconds = ocr, pool, seconds
+        self.jobs: dict[int, tuple] = {}  # frame index -> (future, frame)
+        self.lock = threading.Lock()
+
+    def submit(self, index: int, frame: np.ndarray) -> None:
+        self.jobs[index] = (self.pool.submit(self._detect, frame), frame)
+
+    def _detect(self, frame: np.ndarray) -> np.ndarray:
+        begin = time.perf_counter()
+        mask = self.ocr.detector.text_mask(frame)
+        with self.lock:
+            self.seconds["ocr"] = self.seconds.get("ocr", 0.0) + time.perf_counter() - begin
+        return mask
+
+    def masks(self) -> dict[int, np.ndarray]:
+        """The text mask of every submitted frame, by frame index."""
+        found = {index: self._detect(frame) for index, (job, frame) in reversed(self.jobs.items()) if job.cancel()}
+        return {index: found[index] if index in found else job.result() for index, (job, _) in self.jobs.items()}
 
 
 class VideoCurator:
@@ -230,9 +258,11 @@ class VideoCurator:
             return self._empty(video_path, f"no clip of at least curation.cuts.min_clip_s={self.policy.min_clip_s} s "
                                f"(video {info.duration_s:.2f} s, {len(cuts)} cut(s))", seconds, cut_records)
         with ThreadPoolExecutor(1) as text_thread:
+            text = _TextDetection(self.ocr, text_thread, seconds) if self.ocr is not None else None
             with _Timer(seconds, "frames"):
-                full, text_jobs = self._full_frames(info, spans, text_thread, seconds)
-            text_masks = [job.result() for job in text_jobs] if self.ocr is not None else [None] * len(spans)
+                full = self._full_frames(info, spans, text)
+            masks = text.masks() if text is not None else None
+            text_masks = [None if masks is None else [masks[i] for i in span.key_frames(info.times)] for span in spans]
         rows = [self._base_row(info, span) for span in spans]
         with _Timer(seconds, "captions"):
             warnings = self.captioners.fill(rows, spans, full, video_path, info.times)
@@ -295,30 +325,20 @@ class VideoCurator:
             "status": OK, "error": None,
         }
 
-    def _full_frames(self, info: VideoInfo, spans: list[ClipSpan], text_thread: ThreadPoolExecutor,
-                     seconds: dict[str, float]) -> tuple[dict[int, np.ndarray], list]:
-        """The full-size frames every stage needs, and the text detection of each clip's key frames, started in
-        `text_thread` as soon as they are decoded: OCR runs while the rest decode (both hold one core, and ONNX Runtime
-        releases the GIL). `seconds["ocr"]` counts the detector's own time."""
-        key_frames = [span.key_frames(info.times) for span in spans]
-        wanted = {i for keys in key_frames for i in keys}
+    def _full_frames(self, info: VideoInfo, spans: list[ClipSpan],
+                     text: _TextDetection | None) -> dict[int, np.ndarray]:
+        """The full-size frames every stage needs; the clips' key frames go to `text` as soon as they are decoded."""
+        key_frames = {i for span in spans for i in span.key_frames(info.times)}
+        wanted = set(key_frames)
         wanted.update(i for span in spans for i in self.captioners.frames_needed(span, info.times))
         if self.flow is not None and self.flow.full_resolution:
             for span in spans:
                 wanted.update(self.flow.frames_needed(span.start_frame, span.end_frame, info.times))
-        found: dict[int, np.ndarray] = {}
-        jobs = []
-
-        def detect_text(images: list[np.ndarray]) -> list[np.ndarray]:
-            with _Timer(seconds, "ocr"):
-                return self.ocr.masks(images)
-
         def decoded(index: int, image: np.ndarray) -> None:
-            found[index] = image
-            while self.ocr is not None and len(jobs) < len(spans) and key_frames[len(jobs)][-1] <= index:
-                jobs.append(text_thread.submit(detect_text, [found[i] for i in key_frames[len(jobs)]]))
+            if text is not None and index in key_frames:
+                text.submit(index, image)
 
-        return decode_at(info, sorted(wanted), on_frame=decoded), jobs
+        return decode_at(info, sorted(wanted), on_frame=decoded)
 
     def _clip_scores(self, rows: list[dict], key_frames: list[list[np.ndarray]],
                      captions: list[dict[str, str]]) -> None:

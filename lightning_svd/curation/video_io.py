@@ -276,7 +276,8 @@ def decode_at(info: VideoInfo, indices: list[int], short_side: int | None = None
               on_frame: Callable[[int, np.ndarray], None] | None = None) -> dict[int, np.ndarray]:
     """Selected frames as upright RGB uint8, seeking to the keyframe before a target only when that skips decoding.
     `on_frame(index, image)` sees each one as soon as it is decoded, in ascending order (work on early frames can
-    start while later ones decode)."""
+    start while later ones decode). One decoding thread: every seek flushes frame threads, which then cost more CPU
+    than they save and take the core the work on the early frames needs."""
     targets = sorted({int(i) for i in indices})
     if any(not 0 <= t < info.num_frames for t in targets):
         raise ValueError(f"frame indices must lie in [0, {info.num_frames}), got {targets}")
@@ -284,7 +285,7 @@ def decode_at(info: VideoInfo, indices: list[int], short_side: int | None = None
     container = _open(info.path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "NONE"
         frames, position = None, -1
         for target in targets:
             keyframe = max((k for k in info.keyframes if k <= target), default=0)
