@@ -1,4 +1,5 @@
-"""The `curate` task end to end: the table and report, resume after SIGKILL, and bad inputs as error rows."""
+"""The `curate` task end to end: the table and report, resume after SIGKILL, a Ray worker lost mid-run, and bad inputs
+as error rows."""
 
 import json
 import os
@@ -174,3 +175,50 @@ def test_the_ray_engine_writes_the_same_table_as_the_local_engine(reference_run,
                      "curation.ray.num_cpus=2", "curation.workers=2")
     assert results["counts"]["clips"] == reference_run[1]["counts"]["clips"]
     assert read_clip_table(tmp_path / "ray" / "clips").equals(read_clip_table(reference_run[0] / "clips"))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_ray_worker_lost_mid_run_leaves_the_table_of_an_uninterrupted_run(reference_run, corpus_source, tmp_path):
+    """A Ray worker SIGKILLed after curating a video, before returning it, costs a retry and nothing else."""
+    import ray
+
+    victim, log = str(sorted(corpus_source.glob("*.mp4"))[2]), tmp_path / "curations.log"
+
+    def lose_the_first_worker_to_finish_the_victim():
+        """Ray's setup hook, run in every worker as it starts (pickled by value: workers cannot import this module)."""
+        import os
+        import signal
+
+        from lightning_svd.curation.pipeline import VideoCurator
+
+        curate_video = VideoCurator.curate
+
+        def curate_then_die_once(self, path):
+            result = curate_video(self, path)
+            if path == victim:
+                with open(log, "a") as file:
+                    file.write(f"{os.getpid()}\n")
+                try:
+                    os.close(os.open(f"{log}.killed", os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    return result
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        VideoCurator.curate = curate_then_die_once
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": lose_the_first_worker_to_finish_the_victim})
+    try:
+        results = curate(tmp_path / "ray", f"data.source={corpus_source}", "curation.shard_size=1",
+                         "curation.engine=ray", "curation.workers=2")
+    finally:
+        ray.shutdown()
+    pids = log.read_text().split()
+    assert len(set(pids)) == len(pids) == 2, f"the victim's worker was not lost and replaced once: pids {pids}"
+    table = read_clip_table(tmp_path / "ray" / "clips")
+    assert len(set(table.column("clip_id").to_pylist())) == table.num_rows
+    assert table.equals(read_clip_table(reference_run[0] / "clips"))
+    assert results["counts"] == reference_run[1]["counts"]
+    assert results["this_run"]["videos_processed"] == 6 and len(done_markers(tmp_path / "ray" / "clips")) == 6
