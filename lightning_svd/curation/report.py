@@ -70,6 +70,9 @@ def summarize(table: pa.Table, markers: list[dict]) -> dict:
         "clips": sum(s == OK for s in status),
         "shards": len(markers),
     }
+    if "camera_motion" in table.column_names:  # parts written before camera labels existed lack the column
+        counts["clips_by_camera_motion"] = dict(Counter(
+            m for s, m in zip(status, table.column("camera_motion").to_pylist()) if s == OK and m))
     for name in CAPTION_COLUMNS:
         counts[f"clips_with_{name}"] = sum(s == OK and c is not None
                                            for s, c in zip(status, table.column(name).to_pylist()))

@@ -58,7 +58,8 @@ def test_curate_writes_the_table_report_histograms_and_tensorboard(reference_run
     report = json.loads((run_dir / "curation_report.json").read_text())
     assert report["counts"]["videos"] == 6 and report["counts"]["shards"] == 6
     assert report["stage_seconds"]["decode"] > 0 and report["stage_seconds"]["ocr"] > 0
-    assert "cut_f1_hard" in report["quality"]
+    assert "cut_f1_hard" in report["quality"] and report["quality"]["camera_clips"] == results["counts"]["clips"]
+    assert sum(report["counts"]["clips_by_camera_motion"].values()) == results["counts"]["clips"]
     assert "| flow_score |" in (run_dir / "curation_report.md").read_text()
 
 
