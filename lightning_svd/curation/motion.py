@@ -30,7 +30,6 @@ import numpy as np
 from .video_io import frames_at_rate, scaled_size, span_rate
 
 FARNEBACK_METHODS = ("paper", "compensated")
-CAMERA_MOTIONS = ("pan", "zoom", "static", "complex")
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def global_motion(flow: np.ndarray, seconds: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CameraMotion:
-    """`label` one of CAMERA_MOTIONS; `direction` where the camera turns or moves (left, right, up, down: the picture
+    """`label` pan, zoom, static or complex; `direction` where the camera turns (left, right, up, down: the picture
     moves the other way) for a pan, in or out for a zoom; `confidence` in [0, 1]."""
 
     label: str

