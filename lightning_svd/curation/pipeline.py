@@ -257,40 +257,33 @@ class VideoCurator:
         if not spans:
             return self._empty(video_path, f"no clip of at least curation.cuts.min_clip_s={self.policy.min_clip_s} s "
                                f"(video {info.duration_s:.2f} s, {len(cuts)} cut(s))", seconds, cut_records)
-        with ThreadPoolExecutor(1) as text_thread:
-            text = _TextDetection(self.ocr, text_thread, seconds) if self.ocr is not None else None
-            with _Timer(seconds, "frames"):
-                full = self._full_frames(info, spans, text)
-            masks = text.masks() if text is not None else None
-            text_masks = [None if masks is None else [masks[i] for i in span.key_frames(info.times)] for span in spans]
         rows = [self._base_row(info, span) for span in spans]
-        with _Timer(seconds, "captions"):
-            warnings = self.captioners.fill(rows, spans, full, video_path, info.times)
-            captions = [{c: row[c] for c in self.caption_columns if row.get(c)} for row in rows]
-            for row, texts in zip(rows, captions):
-                row["caption"] = next(iter(texts.values()), None)
-        with _Timer(seconds, "flow"):
-            if self.flow is not None:
-                source = full if self.flow.full_resolution else frames
-                for row, span in zip(rows, spans):
-                    measured = self.flow.measure(source, span.start_frame, span.end_frame, info.times)
-                    row["flow_score"] = measured.score
-                    camera = self.camera.classify(measured.motions) if self.camera is not None else None
-                    if camera is not None:
-                        row.update(camera_motion=camera.label, camera_direction=camera.direction,
-                                   camera_motion_confidence=camera.confidence, camera_motion_config=self.camera_hash)
-        key_frames = [[full[i] for i in span.key_frames(info.times)] for span in spans]
+        with ThreadPoolExecutor(1) as text_thread:  # text detection runs beside every stage up to the aesthetic one
+            detection = _TextDetection(self.ocr, text_thread, seconds) if self.ocr is not None else None
+            with _Timer(seconds, "frames"):
+                full = self._full_frames(info, spans, detection)
+            key_frames = [[full[i] for i in span.key_frames(info.times)] for span in spans]
+            with _Timer(seconds, "captions"):
+                warnings = self.captioners.fill(rows, spans, full, video_path, info.times)
+                captions = [{c: row[c] for c in self.caption_columns if row.get(c)} for row in rows]
+                for row, texts in zip(rows, captions):
+                    row["caption"] = next(iter(texts.values()), None)
+            with _Timer(seconds, "flow"):
+                if self.flow is not None:
+                    self._flow_and_camera(rows, spans, full if self.flow.full_resolution else frames, info.times)
+            with _Timer(seconds, "clip"):
+                if self.clip_enabled:
+                    self._clip_scores(rows, key_frames, captions)
+            masks = detection.masks() if detection is not None else None
+        text_masks = [None if masks is None else [masks[i] for i in span.key_frames(info.times)] for span in spans]
         if self.ocr is not None:
-            for row, masks in zip(rows, text_masks):
-                row["ocr_area"] = self.ocr.area(masks)
+            for row, clip_masks in zip(rows, text_masks):
+                row["ocr_area"] = self.ocr.area(clip_masks)
         with _Timer(seconds, "aesthetic"):
             if self.aesthetic_backend == "classic":
-                for row, frames_of_clip, masks in zip(rows, key_frames, text_masks):
+                for row, frames_of_clip, clip_masks in zip(rows, key_frames, text_masks):
                     row["aesthetic_score"] = self.classic.score(frames_of_clip,
-                                                                masks if self.classic_excludes_text else None)
-        with _Timer(seconds, "clip"):
-            if self.clip_enabled:
-                self._clip_scores(rows, key_frames, captions)
+                                                                clip_masks if self.classic_excludes_text else None)
         with _Timer(seconds, "split"):
             if self.split_mode != "none":
                 self._split(info, spans, rows)
@@ -324,6 +317,15 @@ class VideoCurator:
             "width": info.width, "height": info.height, "num_frames": span.num_frames,
             "status": OK, "error": None,
         }
+
+    def _flow_and_camera(self, rows: list[dict], spans: list[ClipSpan], frames, times: np.ndarray) -> None:
+        for row, span in zip(rows, spans):
+            measured = self.flow.measure(frames, span.start_frame, span.end_frame, times)
+            row["flow_score"] = measured.score
+            camera = self.camera.classify(measured.motions) if self.camera is not None else None
+            if camera is not None:
+                row.update(camera_motion=camera.label, camera_direction=camera.direction,
+                           camera_motion_confidence=camera.confidence, camera_motion_config=self.camera_hash)
 
     def _full_frames(self, info: VideoInfo, spans: list[ClipSpan],
                      text: _TextDetection | None) -> dict[int, np.ndarray]:
