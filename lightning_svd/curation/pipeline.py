@@ -4,8 +4,8 @@ Every stage is a pure function of the video and the `curation` config, so the lo
 `VideoCurator.curate` and get the same rows. The video is decoded twice at most: once at the analysis size (every
 frame, for the cuts and the Farneback flow) and once for the few full-size frames the frame scorers share (first,
 middle and last frame of every clip for OCR, aesthetics, CLIP and CoCa; VideoBLIP's and RAFT's frames when on); text
-detection runs on a clip's frames while later clips' frames decode. Cuts come from the cascade or TransNetV2
-(`curation.cuts.backend`); the camera-motion label from the flow fields behind the flow score.
+detection runs in a second thread from each key frame's decoding to the aesthetic stage. Cuts come from the cascade or
+TransNetV2 (`curation.cuts.backend`); the camera-motion label from the flow fields behind the flow score.
 Frames are picked and clips measured by presentation time, so variable-frame-rate sources are ordinary input.
 
 A video ends in one of three ways: clips (`ok` rows), no clip although it decodes (one `empty` row: a still image,
