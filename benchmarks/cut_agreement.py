@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning_svd.config import load_config  # noqa: E402
-from lightning_svd.curation.cuts import build_cut_detector  # noqa: E402
+from lightning_svd.curation.cut_backends import build_cut_detector  # noqa: E402
 from lightning_svd.curation.quality import MatchCounts, cut_time_f1  # noqa: E402
 from lightning_svd.curation.video_io import decode_all, probe_video  # noqa: E402
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus, load_truth  # noqa: E402

@@ -211,18 +211,3 @@ class CutCascade:
             return cuts
         change = luma_change(frames_rgb)
         return [self.refiner.refine(cut, change, times) for cut in cuts]
-
-
-CUT_BACKENDS = ("cascade", "transnetv2")
-
-
-def build_cut_detector(node: dict):
-    """The detector `curation.cuts.backend` names; each has `detect(frames_rgb, times) -> list[Cut]`."""
-    backend = node.get("backend", "cascade")
-    if backend == "cascade":
-        return CutCascade.from_config(node)
-    if backend == "transnetv2":
-        from .transnet import TransNetV2Cuts
-
-        return TransNetV2Cuts.from_config(node)
-    raise ValueError(f"curation.cuts.backend must be {' or '.join(CUT_BACKENDS)}, got {backend!r}")

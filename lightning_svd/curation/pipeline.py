@@ -27,7 +27,7 @@ from ..clip_table import CAPTION_COLUMNS, CLIP_SOURCE_COLUMNS, EMPTY, ERROR, OK,
 from .aesthetic import ClassicQuality
 from .caption_stage import CaptionStage
 from .clips import ClipPolicy, ClipSpan, clip_id, source_name, status_id
-from .cuts import build_cut_detector
+from .cut_backends import build_cut_detector
 from .motion import CameraClassifier, build_flow
 from .ocr import build_ocr
 from .split import SPLITTERS

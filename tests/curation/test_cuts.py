@@ -213,7 +213,7 @@ def test_transnetv2_transitions_become_cut_windows(monkeypatch):
 def test_cut_backends_are_checked_with_one_line_messages(monkeypatch):
     import importlib.util
 
-    from lightning_svd.curation.cuts import build_cut_detector
+    from lightning_svd.curation.cut_backends import build_cut_detector
 
     with pytest.raises(ValueError, match="curation.cuts.backend must be cascade or transnetv2, got 'shotnet'"):
         build_cut_detector({"backend": "shotnet"})
