@@ -66,15 +66,20 @@ def disk_full_message(error: OSError, cfg, ctx) -> str:
     """Where the disk filled up and how to go on: every task keeps what it finished in its run dir, so the same run
     dir resumes (finished curation shards are skipped, training continues from last.ckpt)."""
     where = error.filename or (ctx.run_dir if ctx is not None else cfg.run_dir or cfg.runs_root)
-    if cfg.run_dir or ctx is None:
-        again = "run the same command again"
-    else:
-        again = f"run the same command again with run_dir={ctx.run_dir}"
-    return f"no space left on the device writing {where}; free some space, then {again} to resume"
+    return f"no space left on the device writing {where}; free some space, then {resume_hint(cfg, ctx)} to resume"
+
+
+def resume_hint(cfg, ctx) -> str:
+    """The command that resumes: the same one, plus the run dir when it was a fresh timestamped one (a rerun
+    without it would start a new folder)."""
+    if cfg is None or ctx is None or cfg.run_dir:
+        return "run the same command again"
+    return f"run the same command again with run_dir={ctx.run_dir}"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    cfg = ctx = None
     if not argv or "--help" in argv or "-h" in argv:
         print(help_text())
         return 0
@@ -94,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         from .run_context import create_run, seed_everything
 
         seed_everything(cfg.seed)
-        ctx = None
         try:
             ctx = create_run(cfg)
             ctx.log.info(f"{cfg.experiment} ({cfg.profile} profile, task {cfg.task}) -> {ctx.run_dir}")
@@ -113,6 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        print(f"interrupted: {resume_hint(cfg, ctx)} to resume where it stopped", file=sys.stderr)
         return 130
     return 0

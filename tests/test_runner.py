@@ -223,6 +223,11 @@ def test_an_interrupt_exits_130_with_one_line_saying_how_to_resume(capsys, tmp_p
     assert err.splitlines()[-1] == "interrupted: run the same command again to resume where it stopped"
     assert "Traceback" not in err
     assert (tmp_path / "run" / "config.yaml").is_file()  # the run dir stays for the resume
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _, err = run_cli(capsys, "experiment=synthetic_corpus", f"runs_root={tmp_path / 'runs'}")
+    [run_dir] = (tmp_path / "runs" / "synthetic_corpus").iterdir()
+    assert code == 130 and err.splitlines()[-1] == (
+        f"interrupted: run the same command again with run_dir={run_dir} to resume where it stopped")
 
 
 def test_default_run_dir_is_runs_experiment_timestamp(tmp_path):
