@@ -186,6 +186,7 @@ class ClipDataModule(L.LightningDataModule):
         num_workers: int = 0,
         caption_probabilities: Mapping[str, float] | None = None,
         camera_motion: str | None = None,
+        camera_directions: Sequence[str] | None = None,
         seed: int = 0,
         cache_clips: bool = False,
     ):
@@ -198,6 +199,7 @@ class ClipDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.captions = CaptionSampler(caption_probabilities or PAPER_CAPTION_PROBABILITIES)
         self.camera_motion = camera_motion
+        self.camera_directions = list(camera_directions) if camera_directions else None
         self.seed = seed
         self.dataset: ClipDataset | None = None
 
@@ -208,6 +210,12 @@ class ClipDataModule(L.LightningDataModule):
                 clips = clips.filter(pc.equal(clips["camera_motion"], self.camera_motion))
             if "camera_motion" not in clips.column_names or clips.num_rows == 0:
                 raise UserError(f"no clip with camera_motion={self.camera_motion!r} in {self.table}")
+        if self.camera_directions is not None:
+            if "camera_direction" in clips.column_names:
+                clips = clips.filter(pc.is_in(clips["camera_direction"], value_set=pa.array(self.camera_directions)))
+            if "camera_direction" not in clips.column_names or clips.num_rows == 0:
+                raise UserError(f"no clip with a camera_direction in {self.camera_directions} in {self.table}: curate "
+                                "with camera labels (curation.camera), or unset train.data.camera_directions")
         return clips
 
     def setup(self, stage: str | None = None) -> None:

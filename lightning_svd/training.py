@@ -112,7 +112,8 @@ def build_datamodule(cfg, table: Path, buckets: MotionBuckets):
     common = {"height": int(cfg.train.height), "width": int(cfg.train.width), "motion_buckets": buckets,
               "batch_size": int(data.batch_size), "num_workers": int(data.num_workers),
               "caption_probabilities": OmegaConf.to_container(data.caption_probabilities),
-              "camera_motion": data.camera_motion, "seed": int(cfg.seed),
+              "camera_motion": data.camera_motion, "camera_directions": data.camera_directions,
+              "seed": int(cfg.seed),
               "cache_clips": bool(data.cache_clips)}
     if cfg.train.name == "image":
         online = ImageDataModule(table, **common)
@@ -139,9 +140,10 @@ def check_shards(cfg, stage, manifest: dict) -> None:
         raise UserError(f"{where} holds {', '.join(differ)} from other encoder weights than this stage's (made for "
                         f"experiment={manifest['experiment']} seed={manifest['seed']}); precompute with this run's "
                         "experiment, seed, init_from and train.autoencoder / train.open_clip settings")
-    if manifest["camera_motion"] != cfg.train.data.camera_motion:
-        raise UserError(f"{where} holds clips of camera_motion={manifest['camera_motion']}, this run asks "
-                        f"train.data.camera_motion={cfg.train.data.camera_motion}")
+    for key in ("camera_motion", "camera_directions"):
+        asked = OmegaConf.to_container(cfg.train.data)[key]
+        if manifest.get(key) != asked:
+            raise UserError(f"{where} holds clips of {key}={manifest.get(key)}, this run asks train.data.{key}={asked}")
 
 
 def build_stage(cfg, buckets: MotionBuckets):

@@ -153,6 +153,7 @@ def build_plan(cfg, stage_cfg, table: Path, clips: pa.Table, digests: dict) -> d
     return {"format": FORMAT, "clip_table": str(table.resolve()), "experiment": cfg.precompute.experiment,
             "overrides": list(cfg.precompute.overrides), "seed": int(cfg.seed), "stage": stage_cfg.train.name,
             "strides": strides, "camera_motion": data.camera_motion,
+            "camera_directions": OmegaConf.to_container(data)["camera_directions"],
             "windows_per_clip": int(cfg.precompute.windows_per_clip),
             "samples_per_part": int(cfg.precompute.samples_per_part), "dtype": str(cfg.precompute.dtype),
             "encoders": digests, "buckets": buckets}
@@ -187,7 +188,8 @@ def run(cfg, ctx) -> dict:
     train, data = stage_cfg.train, stage_cfg.train.data
     probabilities = OmegaConf.to_container(data.caption_probabilities)
     online = ClipDataModule(table, int(train.num_frames), int(train.height), int(train.width), motion,
-                            camera_motion=data.camera_motion, caption_probabilities=probabilities)
+                            camera_motion=data.camera_motion, camera_directions=data.camera_directions,
+                            caption_probabilities=probabilities)
     clips = online.clips()  # the clips the online DataModule trains on
     captions = [c for c in CAPTION_COLUMNS if c in clips.column_names]
     digests = encoder_digests(stage)

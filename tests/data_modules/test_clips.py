@@ -139,6 +139,19 @@ def test_camera_motion_filter(table):
         module(path, rows, camera_motion="zoom")
 
 
+def test_camera_direction_filter_keeps_the_papers_horizontal_pans(table, tmp_path):
+    """The paper's pan LoRA learns horizontally moving clips: tilts (up / down) are left out."""
+    path, rows = table
+    with pytest.raises(UserError, match="no clip with a camera_direction"):
+        module(path, rows, camera_directions=["left", "right"])
+    directions = ["left", "up", "right", "down"]
+    labelled = [dict(row, camera_motion="pan", camera_direction=directions[i % 4]) for i, row in enumerate(rows)]
+    pq.write_table(pa.Table.from_pylist(labelled), tmp_path / "labelled.parquet")
+    data = module(tmp_path / "labelled.parquet", labelled, camera_motion="pan", camera_directions=["left", "right"])
+    kept = data.dataset.table["camera_direction"].to_pylist()
+    assert set(kept) == {"left", "right"} and len(kept) == sum(i % 4 in (0, 2) for i in range(len(rows)))
+
+
 def test_motion_buckets_map_flow_percentiles_to_0_255():
     buckets = MotionBuckets.calibrate(np.linspace(0.0, 10.0, 101))
     assert buckets(0.0) == 0 and buckets(10.0) == 255 and buckets(5.0) == 128
