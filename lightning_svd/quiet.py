@@ -26,8 +26,10 @@ QUIET_LOG_MESSAGES = (
     "HPU available:",
     "No pretrained weights loaded for model",
     "`Trainer.fit` stopped: `max_steps=",
+    "`weights_only` was not set, defaulting to `False`.",
 )
-LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                     "lightning.pytorch.trainer.connectors.checkpoint_connector")
 
 
 class _DropKnownMessages(logging.Filter):
