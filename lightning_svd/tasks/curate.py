@@ -95,6 +95,10 @@ def run(cfg, ctx) -> dict:
     if clip["enabled"] and not clip["weights"]:
         ctx.log.info(f"CLIP score: open_clip {clip['model']} on random weights (curation.clip.weights not set); its "
                      "scores rank nothing, and the clip table and results say so")
+    flow = curation["flow"]
+    if flow["backend"] == "raft" and not flow["raft"]["weights"]:
+        ctx.log.info(f"motion score: RAFT {flow['raft']['model']} on random weights (curation.flow.raft.weights not "
+                     "set); its flow_score ranks nothing, and the clip table and results say so")
     folder = ctx.run_dir / "clips"
     try:
         summary = curate_videos(videos, curation, folder, build_engine(curation), progress=curation["progress"])

@@ -70,6 +70,7 @@ def test_curate_hq_scores_motion_with_raft_on_random_weights_and_says_so(tmp_pat
     assert rows and all(np.isfinite(row["flow_score"]) for row in rows)
     assert all(row["flow_score_model"].startswith("raft_small weights=random") for row in rows)
     assert any(note.startswith("flow_score: raft_small") for note in results["notes"])
+    assert "motion score: RAFT raft_small on random weights" in (tmp_path / "hq" / "run.log").read_text()
     paper = [key for key, _, _ in required_paths(load_config("curate_hq", "paper", check_paths=False))]
     assert "curation.flow.raft.weights" in paper
     assert "curation.flow.raft.weights" not in [key for key, _, _ in
