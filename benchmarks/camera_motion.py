@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning_svd.config import load_config  # noqa: E402
-from lightning_svd.curation.pipeline import VideoCurator  # noqa: E402
+from lightning_svd.curation.pipeline import VideoCurator, curate_in_process  # noqa: E402
 from lightning_svd.curation.quality import covering_scene, evaluate_against_truth  # noqa: E402
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus, load_truth  # noqa: E402
 
@@ -44,12 +44,9 @@ def main() -> None:
         corpus = ensure_corpus(spec, Path(args.cache).expanduser(), progress=False)
         for method in args.methods:
             cfg = {**base, "flow": {**base["flow"], "farneback": {**base["flow"]["farneback"], "method": method}}}
-            curator = VideoCurator(cfg)
-            rows, cuts, truths = [], {}, {}
-            for video in corpus_videos(corpus):
-                result = curator.curate(str(video))
-                rows += result.rows
-                cuts[str(video)], truths[str(video)] = [c["frame"] for c in result.cuts], load_truth(video)
+            videos = corpus_videos(corpus)
+            rows, cuts = curate_in_process(VideoCurator(cfg), videos)
+            truths = {str(video): load_truth(video) for video in videos}
             report = evaluate_against_truth(rows, cuts, truths)
             wrong = collections.Counter(
                 f"{scene['motion']} -> {row['camera_motion']}" for row in rows

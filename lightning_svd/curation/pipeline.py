@@ -366,3 +366,14 @@ class VideoCurator:
         for row, span in zip(rows, spans):
             target = self.split_dir / f"{row['clip_id']}.mp4"
             row["clip_path"] = str(SPLITTERS[self.split_mode](info, span.start_frame, span.end_frame, target))
+
+
+def curate_in_process(curator: VideoCurator, videos) -> tuple[list[dict], dict[str, list[int]]]:
+    """Curate `videos` one after another in this process: every row and each video's cut frames, by path (what
+    benchmarks and tests score against the synthetic ground truth)."""
+    rows, cuts = [], {}
+    for video in videos:
+        result = curator.curate(str(video))
+        rows += result.rows
+        cuts[str(video)] = [cut["frame"] for cut in result.cuts]
+    return rows, cuts

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from lightning_svd.curation.motion import CameraClassifier, global_motion
-from lightning_svd.curation.pipeline import VideoCurator
+from lightning_svd.curation.pipeline import VideoCurator, curate_in_process
 from lightning_svd.curation.quality import covering_scene, evaluate_against_truth, true_camera_directions
 from lightning_svd.curation.table import rows_to_table
 from lightning_svd.synthetic import CorpusSpec, corpus_videos, ensure_corpus, load_truth
@@ -70,13 +70,9 @@ def test_classifier_calls_shake_without_drift_complex_and_needs_flow():
 
 
 def labelled_rows(corpus, cfg: dict) -> tuple[list[dict], dict, dict]:
-    curator = VideoCurator(cfg)
-    rows, cuts, truths = [], {}, {}
-    for video in corpus_videos(corpus):
-        result = curator.curate(str(video))
-        rows += result.rows
-        cuts[str(video)], truths[str(video)] = [c["frame"] for c in result.cuts], load_truth(video)
-    return rows, cuts, truths
+    videos = corpus_videos(corpus)
+    rows, cuts = curate_in_process(VideoCurator(cfg), videos)
+    return rows, cuts, {str(video): load_truth(video) for video in videos}
 
 
 def test_camera_labels_on_a_corpus_with_zooms(isolated_cache, curation_cfg):
