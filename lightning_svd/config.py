@@ -11,6 +11,7 @@ one-line message. Then value ranges, the inputs that must exist and the folders 
 """
 
 import difflib
+import functools
 import inspect
 from pathlib import Path
 
@@ -130,14 +131,36 @@ def apply_override(cfg: DictConfig, text: str) -> None:
     set_key(cfg, key, value, text.partition("=")[2])
 
 
+@functools.cache
+def free_form_sections(root: Path = EXPERIMENTS_DIR) -> set[str]:
+    """Dotted keys `defaults.yaml` leaves as empty mappings (such as `train.unet.options`): their keys are free."""
+    found = set()
+
+    def walk(node: dict, prefix: str) -> None:
+        for name, value in node.items():
+            if isinstance(value, dict):
+                if value:
+                    walk(value, f"{prefix}{name}.")
+                else:
+                    found.add(f"{prefix}{name}")
+
+    walk(yaml.safe_load((root / "defaults.yaml").read_text()), "")
+    return found
+
+
 def apply_block(cfg: DictConfig, block: dict, prefix: str = "") -> None:
     """Set every key of a nested mapping as `a.b=value` overrides would, so an unknown key or a value of the wrong
-    type fails the same way. A mapping over a section with keys sets them one by one; over an empty (free-form)
-    section, such as `train.unet.options`, it replaces the section, as an override does."""
+    type fails the same way. A mapping over a section with keys sets them one by one; over a free-form section
+    (empty in `defaults.yaml`, such as `train.unet.options`) it adds its keys to what the section holds, so two
+    blocks can each set some."""
     for name, value in block.items():
         key = f"{prefix}{name}"
         node = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, dict) and isinstance(node, DictConfig) and len(node):
+        if isinstance(value, dict) and isinstance(node, DictConfig) and key in free_form_sections():
+            with open_dict(node):
+                for option, setting in value.items():
+                    node[option] = setting
+        elif isinstance(value, dict) and isinstance(node, DictConfig) and len(node):
             apply_block(cfg, value, f"{key}.")
         else:
             set_key(cfg, key, value, str(value))

@@ -14,6 +14,7 @@ from PIL import Image
 from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
 from lightning_svd.ablation.evaluate import fvd_covariance_note, prompt_colour_distances
+from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.ablation.results import ArmResult, Spread
 from lightning_svd.ablation.summary import honest_notes, sample_check_note, write_plot
 from lightning_svd.config import load_config
@@ -252,3 +253,10 @@ def test_sample_check_says_whether_samples_flicker_hold_together_or_stand_still(
     assert held == ("Sample check: consecutive frames of the seed-0 samples differ by 6.6-7.1 (mean |change|, 0-255), "
                     "the real clips by 6.3; the samples hold together over time about as much as the real clips.")
     assert sample_check_note([1.0, 2.0], 6.3, 1).endswith("samples far below the real clips barely move.")
+
+
+def test_recipe_blocks_each_add_their_unet_options():
+    """`train.unet.options` is free-form: the arms' block sets attention, the image model's block adds temporal."""
+    cfg = load_config("ablation_aesthetic", "tiny")
+    assert dict(proxy_recipe(cfg).train.unet.options) == {"attention_levels": []}
+    assert dict(proxy_recipe(cfg, image=True).train.unet.options) == {"attention_levels": [], "temporal": False}
