@@ -1,5 +1,6 @@
 """Probe a tiny image-model recipe: train the ablation's image model with extra overrides, sample the fixed prompts,
-and print what the samples look like in numbers (grain and contrast) beside real clean and planted-noise frames.
+and print what the samples look like in numbers (grain, contrast, and how often a sample's mean colour is nearest
+its own prompt's background colour among the prompts', chance 25 %).
 
     PYTHONPATH=. python benchmarks/image_model_probe.py OUT [--steps 600] [--threads 1] [key=value ...]
 
@@ -13,6 +14,7 @@ noise near 8 (the ablation corpus' 2-pixel grain; 1-pixel noise: near 4.5).
 import argparse
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from lightning_svd.config import load_config
 from lightning_svd.quiet import silence_third_party
 from lightning_svd.run_context import RunContext
 from lightning_svd.stages import load_stage
+from lightning_svd.synthetic.scenes import COLORS
 from lightning_svd.training import train
 
 
@@ -39,6 +42,16 @@ def grain(videos: np.ndarray) -> np.ndarray:
 
 def contrast(videos: np.ndarray) -> np.ndarray:
     return videos.reshape(videos.shape[0], videos.shape[1], -1, 3).astype(np.float32).std(axis=2).mean(axis=(1, 2))
+
+
+def background_following(videos: np.ndarray, prompts: list[dict]) -> float:
+    """Share of samples (prompt-major per repetition) whose mean colour lies nearest their own prompt's background
+    colour among the prompts' background colours (chance: 1 / number of prompts)."""
+    names = [re.search(r"over an? (\w+) (?:textured )?background", p["text"]).group(1) for p in prompts]
+    palette = np.array([COLORS[name] for name in names], dtype=np.float64)
+    means = videos.reshape(len(videos), -1, 3).astype(np.float64).mean(axis=1)
+    nearest = np.linalg.norm(means[:, None] - palette[None], axis=-1).argmin(axis=1)
+    return float((nearest == np.arange(len(videos)) % len(prompts)).mean())
 
 
 def main() -> None:
@@ -67,11 +80,12 @@ def main() -> None:
         "two brown squares moving quickly as the camera pans down-left over a teal background",
         "three purple circles moving quickly as the camera pans down-right over a green background, with the words "
         "'WWW.EXAMPLE.COM' on screen"])]
-    videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 3, 0, 1, args.sampling_steps)
+    videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 6, 0, 1, args.sampling_steps)
     np.save(args.out / "samples.npy", videos)
     report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],
               "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
-              "contrast": round(float(contrast(videos).mean()), 1), "overrides": args.overrides}
+              "contrast": round(float(contrast(videos).mean()), 1),
+              "background_following": round(background_following(videos, prompts), 3), "overrides": args.overrides}
     (args.out / "probe.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
 
