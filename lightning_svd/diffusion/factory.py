@@ -6,13 +6,14 @@ diffusion:
   noise: {name: log_normal, p_mean: 1.0, p_std: 1.6}
   weighting: {name: v}
   offset_noise: 0.0
-  shared_frame_noise: 0.0     # share of the noise common to a clip's frames, in training and sampling alike
+  shared_frame_noise: 0.0     # share of the noise common to a clip's frames in training (and sampling, unless below)
   sampling:
     discretization: {name: karras, sigma_min: 0.002, sigma_max: 700.0, rho: 7.0}
     sampler: {name: euler}
     guider: {name: linear_frames, min_scale: 1.0, max_scale: 2.5, num_frames: 14}
     num_steps: 25
     initial_noise_data_std: 1.0
+    shared_frame_noise: null  # the share at sampling, where it differs from training's (null: the same)
 """
 
 from collections.abc import Callable, Mapping
@@ -102,6 +103,7 @@ class Diffusion:
     num_steps: int
     initial_noise_data_std: float
     shared_frame_noise: float
+    sampling_shared_frame_noise: float
 
     def denoiser(self, network: nn.Module) -> Denoiser:
         return Denoiser(network, self.preconditioning)
@@ -121,18 +123,19 @@ class Diffusion:
         """Draw clean samples of `shape` (B*T, C, H, W) from `denoiser(x, sigma, cond)` with guidance, from
         the frame-noise prior of training (T = num_frames), in `num_steps` (default: the configured count)."""
         sigmas = self.discretization(num_steps or self.num_steps, device=device)
+        shared = self.sampling_shared_frame_noise
         x = initial_noise(shape, float(sigmas[0]), self.initial_noise_data_std, generator, device,
-                          num_frames=num_frames, shared_frame_noise=self.shared_frame_noise)
+                          num_frames=num_frames, shared_frame_noise=shared)
 
         def noise(like: torch.Tensor) -> torch.Tensor:
-            return frame_noise(like.shape, num_frames, self.shared_frame_noise, generator, like.device, like.dtype)
+            return frame_noise(like.shape, num_frames, shared, generator, like.device, like.dtype)
 
         denoise = guided(denoiser, self.guider, cond, uncond)
         return self.sampler(denoise, x, sigmas, generator=generator, noise=noise, disable=disable_progress)
 
 
 _TOP_KEYS = {"preset", "preconditioning", "noise", "weighting", "offset_noise", "shared_frame_noise", "sampling"}
-_SAMPLING_KEYS = {"discretization", "sampler", "guider", "num_steps", "initial_noise_data_std"}
+_SAMPLING_KEYS = {"discretization", "sampler", "guider", "num_steps", "initial_noise_data_std", "shared_frame_noise"}
 
 
 def build_diffusion(cfg: Mapping[str, Any] | None = None) -> Diffusion:
@@ -152,11 +155,10 @@ def build_diffusion(cfg: Mapping[str, Any] | None = None) -> Diffusion:
     num_steps = int(sampling["num_steps"])
     if num_steps < 1:
         raise UserError(f"diffusion.sampling.num_steps must be at least 1, got {num_steps}")
-    shared_frame_noise = float(merged["shared_frame_noise"])
-    if not 0.0 <= shared_frame_noise < 1.0:
-        raise UserError(
-            f"diffusion.shared_frame_noise must be in [0, 1) (0 = independent frames), got {shared_frame_noise}"
-        )
+    shared_frame_noise = checked_share("diffusion.shared_frame_noise", merged["shared_frame_noise"])
+    sampling_shared = sampling.get("shared_frame_noise")
+    sampling_shared = shared_frame_noise if sampling_shared is None else checked_share(
+        "diffusion.sampling.shared_frame_noise", sampling_shared)
     loss = DenoisingLoss(
         build_noise_distribution(merged["noise"]),
         build_loss_weighting(merged["weighting"]),
@@ -172,7 +174,15 @@ def build_diffusion(cfg: Mapping[str, Any] | None = None) -> Diffusion:
         num_steps=num_steps,
         initial_noise_data_std=float(sampling["initial_noise_data_std"]),
         shared_frame_noise=shared_frame_noise,
+        sampling_shared_frame_noise=sampling_shared,
     )
+
+
+def checked_share(key: str, value) -> float:
+    share = float(value)
+    if not 0.0 <= share < 1.0:
+        raise UserError(f"{key} must be in [0, 1) (0 = independent frames), got {share}")
+    return share
 
 
 def _override(base: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:

@@ -123,11 +123,12 @@ def test_sample_runs_the_whole_chain(preset):
     assert samples.std().item() == pytest.approx(1.0, rel=0.1)
 
 
-def test_sampling_draws_from_the_frame_noise_prior_of_training():
-    """Initial and fresh (ancestral) noise share the configured part across each clip's frames."""
-    diffusion = build_diffusion(
-        {"preset": "sd21_v_proxy", "shared_frame_noise": 0.9, "sampling": {"num_steps": 4, "sampler": {"eta": 1.0}}}
-    )
+@pytest.mark.parametrize(("sampling_share", "expected"), [(None, 0.9), (0.99, 0.99)])
+def test_sampling_draws_from_the_frame_noise_prior_of_training_unless_told_another(sampling_share, expected):
+    """Initial and fresh (ancestral) noise share the configured part across each clip's frames: training's, or
+    `sampling.shared_frame_noise` where set (training keeps its own)."""
+    diffusion = build_diffusion({"preset": "sd21_v_proxy", "shared_frame_noise": 0.9, "sampling": {
+        "num_steps": 4, "sampler": {"eta": 1.0}, "shared_frame_noise": sampling_share}})
     assert diffusion.loss.shared_frame_noise == 0.9
     seen = []
 
@@ -140,9 +141,11 @@ def test_sampling_draws_from_the_frame_noise_prior_of_training():
     for x in (seen[0], seen[-1]):  # the start; after three ancestral steps, fresh noise only (D = 0)
         clips = x[: 64 * 4].unflatten(0, (64, 4)).flatten(2)
         same_clip = (clips[:, 0] * clips[:, 1]).mean() / (clips[:, 0] ** 2).mean()
-        assert same_clip.item() == pytest.approx(0.9, abs=0.04)
+        assert same_clip.item() == pytest.approx(expected, abs=0.04)
 
 
 def test_shared_frame_noise_outside_zero_to_one_is_a_one_line_error():
     with pytest.raises(UserError, match=r"diffusion.shared_frame_noise must be in \[0, 1\) .*got 1.0"):
         build_diffusion({"shared_frame_noise": 1.0})
+    with pytest.raises(UserError, match=r"diffusion.sampling.shared_frame_noise must be in \[0, 1\) .*got -0.1"):
+        build_diffusion({"sampling": {"shared_frame_noise": -0.1}})
