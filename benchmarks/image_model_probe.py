@@ -18,12 +18,11 @@ import re
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from lightning_svd.ablation.evaluate import sample_arm
+from lightning_svd.ablation.evaluate import grain, sample_arm
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.config import load_config
 from lightning_svd.quiet import silence_third_party
@@ -31,13 +30,6 @@ from lightning_svd.run_context import RunContext
 from lightning_svd.stages import load_stage
 from lightning_svd.synthetic.scenes import COLORS
 from lightning_svd.training import train
-
-
-def grain(videos: np.ndarray) -> np.ndarray:
-    """Per video (B, T, H, W, 3) uint8: mean |frame - 3x3 median| over its frames."""
-    frames = videos.reshape(-1, *videos.shape[-3:])
-    values = [np.abs(f.astype(np.float32) - cv2.medianBlur(f, 3).astype(np.float32)).mean() for f in frames]
-    return np.array(values).reshape(videos.shape[:2]).mean(axis=1)
 
 
 def contrast(videos: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
-from lightning_svd.ablation.evaluate import fvd_covariance_note, prompt_colour_distances
+from lightning_svd.ablation.evaluate import fvd_covariance_note, grain, prompt_colour_distances
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.ablation.results import ArmResult, Spread
 from lightning_svd.ablation.summary import honest_notes, sample_check_note, write_plot
@@ -260,3 +260,11 @@ def test_recipe_blocks_each_add_their_unet_options():
     cfg = load_config("ablation_aesthetic", "tiny")
     assert dict(proxy_recipe(cfg).train.unet.options) == {"attention_levels": []}
     assert dict(proxy_recipe(cfg, image=True).train.unet.options) == {"attention_levels": [], "temporal": False}
+
+
+def test_grain_is_near_zero_on_flat_frames_and_grows_with_pixel_noise():
+    rng = np.random.default_rng(0)
+    flat = np.full((2, 3, 16, 16, 3), 120, dtype=np.uint8)
+    noisy = np.clip(flat + rng.normal(0.0, 20.0, flat.shape), 0, 255).astype(np.uint8)
+    assert grain(flat).tolist() == [0.0, 0.0]
+    assert (grain(noisy) > 10.0).all()
