@@ -121,7 +121,8 @@ class Diffusion:
         num_steps: int | None = None,
     ) -> torch.Tensor:
         """Draw clean samples of `shape` (B*T, C, H, W) from `denoiser(x, sigma, cond)` with guidance, from
-        the frame-noise prior of training (T = num_frames), in `num_steps` (default: the configured count)."""
+        the frame-noise prior (T = num_frames; training's share unless sampling sets its own), in `num_steps`
+        (default: the configured count)."""
         sigmas = self.discretization(num_steps or self.num_steps, device=device)
         shared = self.sampling_shared_frame_noise
         x = initial_noise(shape, float(sigmas[0]), self.initial_noise_data_std, generator, device,
