@@ -51,6 +51,12 @@ class RunContext:
             handler.close()
             self.log.removeHandler(handler)
 
+    def __enter__(self) -> "RunContext":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 def default_run_dir(cfg: DictConfig) -> Path:
     """`<runs_root>/<experiment>/<timestamp>`, with a suffix if two runs start in the same second."""

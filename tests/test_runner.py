@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from lightning_svd.cli import main
 from lightning_svd.config import EXPERIMENTS_DIR, list_experiments, load_config, required_paths
 from lightning_svd.errors import UserError
+from lightning_svd.run_context import create_run
 from lightning_svd.tasks import TASKS, get_task
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,7 +244,7 @@ def test_default_run_dir_is_runs_experiment_timestamp(tmp_path):
 
 def test_ddp_worker_ranks_join_the_first_ranks_run_dir(tmp_path, monkeypatch):
     """Lightning relaunches the command for local ranks > 0; they must write into rank 0's timestamped folder."""
-    from lightning_svd.run_context import RUN_DIR_ENV, create_run
+    from lightning_svd.run_context import RUN_DIR_ENV
 
     cfg = load_config("synthetic_corpus", "tiny", [f"runs_root={tmp_path}"])
     monkeypatch.delenv("LOCAL_RANK", raising=False)
@@ -264,3 +265,11 @@ def test_ddp_worker_ranks_join_the_first_ranks_run_dir(tmp_path, monkeypatch):
 def test_a_float_in_exponent_form_without_a_dot_is_a_number():
     cfg = load_config("pretrain_video", "tiny", ["train.optimizer.lr=2e-3"])
     assert cfg.train.optimizer.lr == 0.002
+
+
+def test_a_run_context_closes_its_log_files_when_its_with_block_ends(tmp_path):
+    cfg = load_config("synthetic_corpus", "tiny", [f"run_dir={tmp_path / 'run'}"])
+    with create_run(cfg) as ctx:
+        ctx.log.info("inside")
+        assert ctx.log.handlers
+    assert not ctx.log.handlers and "inside" in (tmp_path / "run" / "run.log").read_text()

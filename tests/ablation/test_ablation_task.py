@@ -35,11 +35,8 @@ TWO_STEPS = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "train.data.b
 def run_ablation(run_dir: Path, experiment: str = "ablation_aesthetic", *extra: str) -> dict:
     cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *OVERRIDES, *extra])
     cfg.ablation.extra_proxy_overrides.extend(TWO_STEPS)
-    ctx = create_run(cfg)
-    try:
+    with create_run(cfg) as ctx:
         return ablation.run(cfg, ctx)
-    finally:
-        ctx.close()
 
 
 @pytest.fixture(scope="module")

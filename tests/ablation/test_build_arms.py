@@ -49,11 +49,8 @@ def build(table_dir, run_dir, *overrides):
     cfg = load_config("build_arms", overrides=[f"ablation.clip_table={table_dir}", "ablation.subset.size=800",
                                                "ablation.subset.fraction=null", "ablation.subset.seed=2",
                                                "ablation.criterion=flow", f"run_dir={run_dir}", *overrides])
-    ctx = create_run(cfg)
-    try:
+    with create_run(cfg) as ctx:
         return build_arms.run(cfg, ctx)
-    finally:
-        ctx.close()
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,8 @@ FAST = ["curation.clip.enabled=false", "curation.progress=false", "curation.work
 
 def curate(run_dir: Path, *overrides: str, experiment: str = "curate") -> dict:
     cfg = load_config(experiment, "tiny", [f"run_dir={run_dir}", *FAST, *overrides])
-    ctx = create_run(cfg)
-    try:
+    with create_run(cfg) as ctx:
         return run(cfg, ctx)
-    finally:
-        ctx.close()
 
 
 @pytest.fixture(scope="module")

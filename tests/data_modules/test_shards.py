@@ -153,11 +153,8 @@ def train_from(shards, run_dir, *overrides: str, callbacks=()) -> dict:
     """pretrain_video from the shards for 4 steps: 16 samples in batches of 4, one epoch."""
     cfg = load_config("pretrain_video", "tiny", [*SMALL, *QUIET, f"train.data.shards={shards}", f"run_dir={run_dir}",
                                                  "train.data.batch_size=4", "trainer.max_steps=4", *overrides])
-    ctx = create_run(cfg)
-    try:
+    with create_run(cfg) as ctx:
         return training.train(cfg, ctx, callbacks)
-    finally:
-        ctx.close()
 
 
 def final_weights(run_dir) -> dict:

@@ -19,8 +19,5 @@ def save_stage_checkpoint(experiment: str, path, *overrides: str):
 
 def run_task(experiment, run_dir, overrides, profile="tiny"):
     cfg = load_config(experiment, profile, [*overrides, f"run_dir={run_dir}"])
-    ctx = create_run(cfg)
-    try:
+    with create_run(cfg) as ctx:
         return get_task(cfg.task)(cfg, ctx)
-    finally:
-        ctx.close()

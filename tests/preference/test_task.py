@@ -22,11 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_study(tmp_path, *overrides):
     cfg = load_config("preference_study", "tiny", [f"run_dir={tmp_path / 'run'}", *overrides])
-    ctx = create_run(cfg)
-    try:
+    with create_run(cfg) as ctx:
         return study_task.run(cfg, ctx), ctx.run_dir
-    finally:
-        ctx.close()
 
 
 def test_results_from_imported_votes_without_serving(pack_dir, tmp_path):

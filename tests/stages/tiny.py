@@ -16,8 +16,5 @@ def tiny_run(experiment: str, run_dir: Path, table: Path, *overrides: str, callb
 
     base = FAST if fast else TWO_STEPS
     cfg = load_config(experiment, "tiny", [*base, f"train.data.table={table}", f"run_dir={run_dir}", *overrides])
-    ctx = create_run(cfg)
-    try:
+    with create_run(cfg) as ctx:
         return train.run(cfg, ctx, callbacks=callbacks)
-    finally:
-        ctx.close()
