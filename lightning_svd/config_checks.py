@@ -86,6 +86,13 @@ RANGES = {
     "callbacks.samples.every_n_steps": Range(1),
     "callbacks.preference.every_n_steps": Range(1),
     "ablation.parallel_jobs": Range(1),
+    "ablation.prompts.count": Range(1),
+    "ablation.sampling.steps": Range(1),
+    "ablation.sampling.samples_per_prompt": Range(1, note="videos per prompt and seed"),
+    "ablation.heldout.max_clips": Range(1),
+    "ablation.heldout.windows_per_clip": Range(1),
+    "ablation.judge.steps": Range(1),
+    "ablation.simulated_raters.votes_per_pair": Range(1),
     "ablation.torch_threads": Range(1, optional=True, note="null: torch's default"),
 }
 

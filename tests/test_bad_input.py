@@ -43,6 +43,11 @@ def no_space(path) -> OSError:
         (["experiment=pretrain_video", "train.data.batch_size=-2"], "train.data.batch_size must be an integer >= 1"),
         (["experiment=ablation_aesthetic", "ablation.proxy.train.data.batch_size=0"],
          "the proxies' config (ablation.proxy and the blocks and overrides over it): train.data.batch_size must be"),
+        (["experiment=ablation_aesthetic", "ablation.sampling.samples_per_prompt=0"],
+         "ablation.sampling.samples_per_prompt must be an integer >= 1 (videos per prompt and seed)"),
+        (["experiment=ablation_aesthetic",
+          "ablation.extra_proxy_overrides=[train.diffusion.sampling.shared_frame_noise=1.5]"],
+         "diffusion.sampling.shared_frame_noise must be in [0, 1)"),
     ],
 )
 def test_a_bad_config_value_exits_2_with_one_line_and_no_run_dir(capsys, tmp_path, args, message):
