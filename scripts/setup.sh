@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command set-up on a fresh machine: Debian packages (ffmpeg, tesseract-ocr, chromium) and a virtual
+# One-command set-up on a fresh machine: Debian packages (ffmpeg, tesseract-ocr, chromium, OpenCV's libGL) and a virtual
 # environment with the pinned Python packages. Safe to re-run: it only installs what is missing.
 #   scripts/setup.sh          library + test tools (pytest, ruff, diffusers, playwright)
 #   scripts/setup.sh --lib    library only
@@ -14,6 +14,9 @@ missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v tesseract >/dev/null || missing+=(tesseract-ocr)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# opencv-python (rapidocr and scenedetect require that build, not the headless one) loads libGL and GLib
+ldconfig -p | grep -q 'libGL\.so\.1' || missing+=(libgl1)
+ldconfig -p | grep -q 'libgthread-2\.0\.so\.0' || missing+=(libglib2.0-0)
 if [ ${#missing[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
   echo "installing Debian packages: ${missing[*]}"
   sudo=""
