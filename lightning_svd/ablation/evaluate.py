@@ -126,14 +126,29 @@ def prompt_real_clips(prompts: list[dict], real: pa.Table, num_frames: int, heig
     return as_uint8_videos(torch.cat(list(real_videos(windows, num_frames, height, width))))
 
 
+def sample_to_prompt_distances(samples: np.ndarray, prompt_clips: np.ndarray) -> np.ndarray:
+    """(N, P) RGB distances (0-441) from each sample's mean colour to each prompt's real clip's mean colour."""
+    real = prompt_clips.reshape(len(prompt_clips), -1, 3).astype(np.float64).mean(axis=1)
+    generated = samples.reshape(len(samples), -1, 3).astype(np.float64).mean(axis=1)
+    return np.linalg.norm(generated[:, None] - real[None], axis=-1)
+
+
 def prompt_colour_distances(samples: np.ndarray, prompt_clips: np.ndarray) -> tuple[float, float | None]:
     """Mean RGB distance (0-441) from each sample's mean colour to the real clip of its own prompt, and to the real
     clips of the other prompts (None with one prompt). `samples` are prompt-major per repetition, as `sample_arm`
     returns them; samples that follow their prompts sit nearer their own prompt's clip."""
     count = len(prompt_clips)
-    real = prompt_clips.reshape(count, -1, 3).astype(np.float64).mean(axis=1)
-    generated = samples.reshape(len(samples), -1, 3).astype(np.float64).mean(axis=1)
-    distances = np.linalg.norm(generated[:, None] - real[None], axis=-1)
+    distances = sample_to_prompt_distances(samples, prompt_clips)
     own = (np.arange(len(samples)) % count)[:, None] == np.arange(count)[None, :]
     others = float(distances[~own].mean()) if count > 1 else None
     return float(distances[own].mean()), others
+
+
+def prompt_following(samples: np.ndarray, prompt_clips: np.ndarray) -> float | None:
+    """Share of samples whose mean colour lies nearest their own prompt's real clip among all the prompts' clips
+    (chance 1 / prompts; None with one prompt): how often a person matching colours would find a sample's prompt."""
+    count = len(prompt_clips)
+    if count < 2:
+        return None
+    nearest = sample_to_prompt_distances(samples, prompt_clips).argmin(axis=1)
+    return float((nearest == np.arange(len(samples)) % count).mean())

@@ -64,6 +64,7 @@ class ArmResult:
     sample_frame_difference: float | None = None
     prompt_colour_distance: float | None = None
     other_prompts_colour_distance: float | None = None
+    prompt_following: float | None = None   # share of samples nearest their own prompt's clip in mean colour
     seeds: tuple[SeedResult, ...] = ()
 
     @classmethod

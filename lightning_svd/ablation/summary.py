@@ -79,14 +79,14 @@ def render_markdown(result: AblationResult) -> str:
     simulated = "Elo gain, simulated raters (± sd)"
     lines = [f"# Ablation: {result.criterion} ({result.experiment}, {result.profile} profile)", "",
              f"| Arm | Removed | Clips | Degraded in training data | Degraded-looking samples (± sd) | {simulated} | "
-             "FVD ↓ (± sd) | Final loss (± sd) | Elo, people |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "FVD ↓ (± sd) | Follows its prompt | Final loss (± sd) | Elo, people |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for arm in result.arms:
         lines.append(
             f"| {arm.name} | {100 * arm.removed_fraction:.4g} % | {arm.num_clips} | {_share(arm.degraded_share)} | "
             f"{_share(arm.degraded_sample_share.mean, arm.degraded_sample_share.sd)} | "
             f"{_with_spread(arm.simulated_elo_gain, 1)} | {_with_spread(arm.fvd, 2)} | "
-            f"{_with_spread(arm.final_loss, 4)} | {_number(arm.elo, 1)} |")
+            f"{_share(arm.prompt_following)} | {_with_spread(arm.final_loss, 4)} | {_number(arm.elo, 1)} |")
     if result.seeds:
         lines += ["", f"Mean over seeds {list(result.seeds)}; ± is the seed-to-seed sample standard deviation. "
                   "Thresholds: " + ", ".join(f"{a.name} {_number(a.threshold, 4)}" for a in result.arms) + "."]

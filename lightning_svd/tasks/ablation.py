@@ -44,6 +44,7 @@ from lightning_svd.ablation.evaluate import (
     ArmEvaluator,
     frame_difference,
     prompt_colour_distances,
+    prompt_following,
     prompt_real_clips,
     real_frame_difference,
 )
@@ -472,13 +473,16 @@ def arm_result(arm, records: list[dict], gains: list[float] | None, samples: lis
     gains = gains or [None] * len(records)
     seeds = [SeedResult(r["seed"], r["train_steps"], r["final_loss"], r["fvd"], r.get("degraded_sample_share"), gain)
              for r, gain in zip(records, gains, strict=True)]
-    own, others = prompt_colour_distances(np.concatenate(samples), prompt_clips)
+    pooled = np.concatenate(samples)
+    own, others = prompt_colour_distances(pooled, prompt_clips)
+    following = prompt_following(pooled, prompt_clips)
     share = truth.degraded_share(arm.table)
     return ArmResult.over_seeds(
         seeds, name=arm.name, removed_fraction=arm.removed_fraction, num_clips=arm.num_clips,
         threshold=arm.threshold, degraded_share=None if share is None else round(share, 4), elo=elo,
         sample_frame_difference=frame_difference(samples[0]), prompt_colour_distance=round(own, 2),
-        other_prompts_colour_distance=None if others is None else round(others, 2))
+        other_prompts_colour_distance=None if others is None else round(others, 2),
+        prompt_following=None if following is None else round(following, 4))
 
 
 def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, panel: dict | None,
@@ -504,7 +508,9 @@ def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, pan
         notes.append("Prompt check: the samples' mean colours lie " + ", ".join(
             f"{a.prompt_colour_distance:.0f}" for a in arms) + " (RGB distance, 0-441, per arm) from the real clip "
             "of their own prompt and " + ", ".join(f"{a.other_prompts_colour_distance:.0f}" for a in arms)
-            + " from those of the other prompts; nearer their own means the proxies follow the prompts' colours.")
+            + " from those of the other prompts; nearer their own means the proxies follow the prompts' colours. "
+            "Prompt following (a sample nearest its own prompt's clip among the prompts'): " + ", ".join(
+            f"{100 * a.prompt_following:.0f} %" for a in arms) + f" per arm, chance {100 / len(plan.prompts):.0f} %.")
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")
     else:

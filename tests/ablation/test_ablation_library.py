@@ -18,7 +18,7 @@ def full_result() -> AblationResult:
     arms = (
         ArmResult.over_seeds(seeds, name="aesthetic_remove_0pct", removed_fraction=0.0, num_clips=40,
                              threshold=None, degraded_share=0.359, elo=1003.5, sample_frame_difference=7.1,
-                             prompt_colour_distance=20.5, other_prompts_colour_distance=80.25),
+                             prompt_colour_distance=20.5, other_prompts_colour_distance=80.25, prompt_following=0.625),
         ArmResult.over_seeds(seeds[:1], name="aesthetic_remove_50pct", removed_fraction=0.5, num_clips=20,
                              threshold=4.25, degraded_share=0.0),
     )

@@ -13,7 +13,7 @@ from PIL import Image
 
 from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
-from lightning_svd.ablation.evaluate import fvd_covariance_note, grain, prompt_colour_distances
+from lightning_svd.ablation.evaluate import fvd_covariance_note, grain, prompt_colour_distances, prompt_following
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.ablation.results import ArmResult, Spread
 from lightning_svd.ablation.summary import honest_notes, sample_check_note, write_plot
@@ -164,6 +164,8 @@ def test_samples_that_follow_their_prompts_sit_nearer_their_own_prompts_clip():
     swapped = following[[1, 0, 3, 2]]
     assert prompt_colour_distances(swapped, clips) == (pytest.approx(100 * 3 ** 0.5), 0.0)
     assert prompt_colour_distances(clips[:1], clips[:1]) == (0.0, None)
+    assert prompt_following(following, clips) == 1.0 and prompt_following(swapped, clips) == 0.0
+    assert prompt_following(following[[0, 1, 2, 2]], clips) == 0.75 and prompt_following(clips[:1], clips[:1]) is None
 
 
 def test_fvd_warns_when_a_side_has_no_more_videos_than_feature_dimensions():
