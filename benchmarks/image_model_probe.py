@@ -39,7 +39,7 @@ def contrast(videos: np.ndarray) -> np.ndarray:
 def background_following(videos: np.ndarray, prompts: list[dict]) -> float:
     """Share of samples (prompt-major per repetition) whose mean colour lies nearest their own prompt's background
     colour among the prompts' background colours (chance: 1 / number of prompts)."""
-    names = [re.search(r"over an? (\w+) (?:textured )?background", p["text"]).group(1) for p in prompts]
+    names = [re.search(r"an? (\w+) (?:textured )?background", p["text"]).group(1) for p in prompts]
     palette = np.array([COLORS[name] for name in names], dtype=np.float64)
     means = videos.reshape(len(videos), -1, 3).astype(np.float64).mean(axis=1)
     nearest = np.linalg.norm(means[:, None] - palette[None], axis=-1).argmin(axis=1)
@@ -66,12 +66,12 @@ def main() -> None:
     trained = train(cfg, RunContext(args.out, logging.getLogger("probe")))
     seconds = time.perf_counter() - started
     prompts = [{"id": f"p{i}", "text": text} for i, text in enumerate([
-        "three pink squares moving quickly as the camera pans down-right over a red background, with the words "
+        "a red background behind three pink squares moving quickly as the camera pans down-right, with the words "
         "'LIVE 24/7' on screen",
-        "a purple square standing still over a white background",
-        "two brown squares moving quickly as the camera pans down-left over a teal background",
-        "three purple circles moving quickly as the camera pans down-right over a green background, with the words "
-        "'WWW.EXAMPLE.COM' on screen"])]
+        "a white background behind a purple square standing still",
+        "a teal background behind two brown squares moving quickly as the camera pans down-left",
+        "a green background behind three purple circles moving quickly as the camera pans down-right, with the "
+        "words 'WWW.EXAMPLE.COM' on screen"])]
     videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 6, 0, 1, args.sampling_steps)
     np.save(args.out / "samples.npy", videos)
     report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],

@@ -1,14 +1,14 @@
 """Can the tiny profile's random-weight text tower tell a caption's shape colour from its background colour?
 
-Encodes the synthetic corpus' captions (`caption_for`: "three yellow circles moving steadily as the camera pans left
-over a teal textured background"), or with `--background-first` the same words with the background named first ("a
-teal textured background behind three yellow circles moving steadily as the camera pans left"), for every ordered
-pair of palette colours with the frozen tiny tower, then trains a small attention probe (learned queries over the
-token features, as a UNet's cross-attention reads them) to name the shape's colour, and another the background's;
-prints each probe's accuracy on captions it never saw. A probe that cannot name the background colour suggests the
-proxies' cross-attention cannot either.
+Encodes the synthetic corpus' captions (`caption_for`: "a teal textured background behind three yellow circles
+moving steadily as the camera pans left"), or with `--background-last` the same words in the order the corpus used
+before generator 4 ("three yellow circles moving steadily as the camera pans left over a teal textured background"),
+for every ordered pair of palette colours with the frozen tiny tower, then trains a small attention probe (learned
+queries over the token features, as a UNet's cross-attention reads them) to name the shape's colour, and another the
+background's; prints each probe's accuracy on captions it never saw. A probe that cannot name the background colour
+suggests the proxies' cross-attention cannot either.
 
-    PYTHONPATH=. python benchmarks/text_tower_probe.py [--background-first] [--layer penultimate|last] [--steps 1500]
+    PYTHONPATH=. python benchmarks/text_tower_probe.py [--background-last] [--layer penultimate|last] [--steps 1500]
 
 About a minute on one thread. Never run as a test.
 """
@@ -24,10 +24,10 @@ from lightning_svd.stages.components import build_text_encoder
 from lightning_svd.synthetic.scenes import COLORS, DIRECTIONS, SHAPES, Scene, Shape, caption_for
 
 
-def background_first(scene: Scene) -> str:
-    """The same words as the corpus' caption, the background named first."""
-    rest, _, background = caption_for(scene).rpartition(" over a ")
-    return f"a {background} behind {rest}"
+def background_last(scene: Scene) -> str:
+    """The same words as the corpus' caption, the background named last (the corpus before generator 4)."""
+    background, _, rest = caption_for(scene).partition(" behind ")
+    return f"{rest} over {background}"
 
 
 def captions(rng: random.Random, template, per_pair: int = 3) -> list[tuple[str, int, int]]:
@@ -76,11 +76,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer", default="penultimate", choices=["penultimate", "last"])
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--background-first", action="store_true", help="name the background first")
+    parser.add_argument("--background-last", action="store_true", help="name the background last")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    rows = captions(random.Random(0), background_first if args.background_first else caption_for)
+    rows = captions(random.Random(0), background_last if args.background_last else caption_for)
     print(f"for example: {rows[0][0]!r}")
     encoder = build_text_encoder({"model": "tiny", "weights": None}, args.layer).eval()
     with torch.no_grad():
@@ -89,7 +89,7 @@ def main() -> None:
     for name, column in (("shape colour", 1), ("background colour", 2)):
         labels = torch.tensor([row[column] for row in rows])
         accuracy = held_out_accuracy(tokens, labels, split, args.steps)
-        template = "background first" if args.background_first else "the corpus' captions"
+        template = "background last" if args.background_last else "the corpus' captions"
         print(f"{template}, {args.layer} layer, {name}: held-out accuracy {accuracy:.2f} "
               f"(chance {1 / len(COLORS):.2f}) over {len(rows) - split} captions", flush=True)
 

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..video import write_video
 from .scenes import DEGRADATIONS, SceneRenderer, caption_for, random_scene
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4   # 4: captions name the background first
 TRANSITION_FRAMES = {"hard": 0, "crossfade": 12, "fade": 16}
 TRANSITION_ODDS = {"hard": 0.5, "crossfade": 0.25, "fade": 0.25}
 

@@ -240,11 +240,15 @@ class SceneRenderer:
 
 
 def caption_for(scene: Scene, *, textured: bool = True, name_degradation: bool = False) -> str:
-    """A template caption that states what the scene shows (the synthetic corpus' ground-truth caption).
+    """A template caption that states what the scene shows (the synthetic corpus' ground-truth caption), the
+    background first: "a teal textured background behind three yellow circles moving ...".
 
-    Real captioners rarely describe blur or grain, so the degradation is named only with `name_degradation`: a
-    caption naming it lets a text-conditioned model tie the degradation to those words and never draw it for a
-    clean prompt, hiding the very effect the curation ablations measure."""
+    The background comes first because the tiny profile's random-weight text tower marks a colour word by its
+    position more than by its neighbours: named last, after a phrase of varying length, an attention probe on its
+    features names the background colour of unseen captions in 56 %, named first in 100 %
+    (benchmarks/text_tower_probe.py). Real captioners rarely describe blur or grain, so the degradation is named
+    only with `name_degradation`: a caption naming it lets a text-conditioned model tie the degradation to those
+    words and never draw it for a clean prompt, hiding the very effect the curation ablations measure."""
     shapes = scene.shapes
     noun = shapes[0].kind + ("s" if len(shapes) > 1 else "")
     count = {1: "a", 2: "two", 3: "three"}[len(shapes)]
@@ -259,4 +263,6 @@ def caption_for(scene: Scene, *, textured: bool = True, name_degradation: bool =
     quality = {None: "", "blur": "a blurry shot of ", "noise": "a grainy shot of ",
                "low_contrast": "a washed-out shot of "}[scene.degradation] if name_degradation else ""
     text = f", with the words '{scene.text}' on screen" if scene.text else ""
-    return f"{quality}{what} {motion} over a {scene.background_color} {'textured ' if textured else ''}background{text}"
+    article = "an" if scene.background_color[0] in "aeiou" else "a"
+    background = f"{article} {scene.background_color} {'textured ' if textured else ''}background"
+    return f"{quality}{background} behind {what} {motion}{text}"
