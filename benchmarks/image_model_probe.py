@@ -8,7 +8,9 @@ The overrides go over the ablation's proxy recipe and image-pretraining blocks (
 `ablation.image_init.pretrain`) as `ablation.extra_proxy_overrides`, exactly as the ablation builds its image
 model; the data is the image model's own clean corpus (`ablation.image_init.corpus` over the ablation corpus). Grain
 is the mean |frame - its 3x3 median| in grey levels: at 32x32 flat real frames sit near 1.5, frames with planted
-noise near 8 (the ablation corpus' 2-pixel grain; 1-pixel noise: near 4.5).
+noise near 8 (the ablation corpus' 2-pixel grain; 1-pixel noise: near 4.5). The prompts keep the corpus' caption
+template word for word ("textured" included): the random-weight tiny text tower marks colour words by position, and
+off the template the image model painted the shapes' colour as the background.
 """
 
 import argparse
@@ -66,12 +68,12 @@ def main() -> None:
     trained = train(cfg, RunContext(args.out, logging.getLogger("probe")))
     seconds = time.perf_counter() - started
     prompts = [{"id": f"p{i}", "text": text} for i, text in enumerate([
-        "a red background behind three pink squares moving quickly as the camera pans down-right, with the words "
-        "'LIVE 24/7' on screen",
-        "a white background behind a purple square standing still",
-        "a teal background behind two brown squares moving quickly as the camera pans down-left",
-        "a green background behind three purple circles moving quickly as the camera pans down-right, with the "
-        "words 'WWW.EXAMPLE.COM' on screen"])]
+        "a red textured background behind three pink squares moving quickly as the camera pans down-right, with "
+        "the words 'LIVE 24/7' on screen",
+        "a white textured background behind a purple square standing still",
+        "a teal textured background behind two brown squares moving quickly as the camera pans down-left",
+        "a green textured background behind three purple circles moving quickly as the camera pans down-right, "
+        "with the words 'WWW.EXAMPLE.COM' on screen"])]
     videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 6, 0, 1, args.sampling_steps)
     np.save(args.out / "samples.npy", videos)
     report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],
