@@ -31,7 +31,8 @@ if [ ! -f "$stamp" ]; then
   echo "installing Python packages from $requirements into $VENV (the first time downloads torch: a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r "$requirements"
-  "$VENV/bin/python" -m pip install -q --no-deps -e .
+  # setuptools warns on every editable install that folders named like the package shadow it: nothing to act on
+  PYTHONWARNINGS="ignore:Editable installation" "$VENV/bin/python" -m pip install -q --no-deps -e .
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
