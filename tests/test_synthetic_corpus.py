@@ -177,6 +177,19 @@ def test_noise_grain_and_degradation_kinds_are_corpus_options():
             bad.validate()
 
 
+def test_captions_name_the_background_colour_first_in_a_fixed_position():
+    """The tiny text tower marks colour words by position: the background's colour is always the caption's second
+    word, whatever the shapes, their motion, an overlay or a named degradation add after it."""
+    spec = CorpusSpec(degraded_fraction=0.5, text_fraction=0.5, zoom_fraction=0.3, seed=5)
+    scenes = [scene for index in range(6) for scene in plan_video(spec, index)[0]]
+    for scene in scenes:
+        words = caption_for(scene).split()
+        assert words[0] in ("a", "an") and words[1] == scene.background_color and "behind" in words
+        assert words[words.index("behind") + 2] == scene.shapes[0].color
+    degraded = next(scene for scene in scenes if scene.degradation)
+    assert caption_for(degraded, name_degradation=True).endswith(f" of {caption_for(degraded)}")
+
+
 def test_zoom_scenes_are_opt_in_and_recorded_in_the_sidecar():
     """Without zoom_fraction the corpus (and its cache key) is the one made without zooms; with it, moving
     scenes zoom in or out, and the truth says which, how fast the picture moves, and the caption says so too."""
