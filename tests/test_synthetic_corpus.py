@@ -177,6 +177,18 @@ def test_noise_grain_and_degradation_kinds_are_corpus_options():
             bad.validate()
 
 
+def test_shape_scale_grows_only_the_shapes_and_keeps_the_original_corpus_key():
+    """Larger shapes for small proxies' frames: the same draws with every radius scaled, a key of their own, and the
+    corpus of the original sizes keeps its key (and cache)."""
+    assert CorpusSpec(shape_scale=1.0).key() == CorpusSpec().key() != CorpusSpec(shape_scale=1.5).key()
+    plain, large = plan_video(CorpusSpec(), 2)[0], plan_video(CorpusSpec(shape_scale=1.5), 2)[0]
+    for small_scene, large_scene in zip(plain, large, strict=True):
+        assert caption_for(small_scene) == caption_for(large_scene)
+        assert [1.5 * s.radius for s in small_scene.shapes] == pytest.approx([s.radius for s in large_scene.shapes])
+    with pytest.raises(UserError, match="corpus.shape_scale"):
+        CorpusSpec(shape_scale=0.0).validate()
+
+
 def test_captions_name_the_background_colour_first_in_a_fixed_position():
     """The tiny text tower marks colour words by position: the background's colour is always the caption's second
     word, whatever the shapes, their motion, an overlay or a named degradation add after it."""

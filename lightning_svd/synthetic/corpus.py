@@ -49,6 +49,7 @@ class CorpusSpec:
     noise_grain: int = 1               # planted noise's grain size in pixels (1: per pixel); larger grain survives
                                        # the downscale to a small model's frames
     zoom_fraction: float = 0.0         # share of moving scenes that zoom in or out instead of panning
+    shape_scale: float = 1.0           # shapes' size (radius 7-14 px times this): small proxies' frames need larger
 
     @classmethod
     def from_config(cls, node) -> "CorpusSpec":
@@ -77,6 +78,8 @@ class CorpusSpec:
             raise UserError(f"corpus.noise_grain must be a whole number of pixels >= 1, got {self.noise_grain}")
         if not 0.0 <= self.zoom_fraction <= 1.0:
             raise UserError(f"corpus.zoom_fraction must lie in [0, 1], got {self.zoom_fraction}")
+        if not 0.25 <= self.shape_scale <= 3.0:
+            raise UserError(f"corpus.shape_scale must lie in [0.25, 3] (1: radius 7-14 px), got {self.shape_scale}")
         if self.min_seconds < 2 * self.min_scene_seconds:
             raise UserError("corpus.min_seconds must fit two scenes: make it >= 2 * corpus.min_scene_seconds")
 
@@ -84,6 +87,8 @@ class CorpusSpec:
         values = asdict(self)
         if not self.zoom_fraction:  # corpora without zooms are the ones made before zooms existed: same key, same cache
             del values["zoom_fraction"]
+        if self.shape_scale == 1.0:  # likewise corpora of the original shape sizes
+            del values["shape_scale"]
         payload = json.dumps({"generator_version": GENERATOR_VERSION, **values}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -111,6 +116,7 @@ def plan_video(spec: CorpusSpec, index: int) -> tuple[list, list[str], list[int]
             degradations=tuple(spec.degradations),
             zoom=spec.zoom_fraction > 0 and rng.random() < spec.zoom_fraction,  # no draw without zooms: same corpus
             frames=length,
+            shape_scale=spec.shape_scale,
         )
         for length in lengths
     ]

@@ -81,7 +81,8 @@ class Scene:
 
 
 def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded: bool,
-                 degradations: tuple[str, ...] = DEGRADATIONS, zoom: bool = False, frames: int = 0) -> Scene:
+                 degradations: tuple[str, ...] = DEGRADATIONS, zoom: bool = False, frames: int = 0,
+                 shape_scale: float = 1.0) -> Scene:
     """Draw a scene's content; `static`, `text`, `degraded` and `zoom` (a moving scene zooms instead of panning) are
     decided by the corpus plan, the kind of degradation among `degradations`. A zoom over `frames` frames changes the
     scale by at most 1.6x either side of its middle, so the texture neither blurs away nor aliases."""
@@ -92,7 +93,8 @@ def random_scene(rng: np.random.Generator, *, static: bool, text: bool, degraded
     count = int(rng.integers(1, 4))
     pan_direction = str(rng.choice(list(DIRECTIONS)))
     shapes = [
-        Shape(kind, shape_color, float(rng.uniform(7, 14)), float(rng.uniform(0, 1)), float(rng.uniform(0, 1)),
+        Shape(kind, shape_color, shape_scale * float(rng.uniform(7, 14)), float(rng.uniform(0, 1)),
+              float(rng.uniform(0, 1)),
               float(rng.uniform(0, 360)))
         for _ in range(count)
     ]
