@@ -53,6 +53,7 @@ class Range:
 RANGES = {
     "corpus.num_videos": Range(1),
     "corpus.fps": Range(1),
+    "corpus.shape_scale": Range(0.25, 3, integer=False, note="1: radius 7-14 px"),
     "curation.workers": Range(0, note="0: one per CPU core"),
     "curation.threads_per_worker": Range(1),
     "curation.max_tasks_per_worker": Range(1),
