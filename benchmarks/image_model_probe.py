@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from lightning_svd.ablation.evaluate import grain, sample_arm
+from lightning_svd.ablation.evaluate import grain, prompt_following, sample_arm
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.config import load_config
 from lightning_svd.quiet import silence_third_party
@@ -42,10 +42,8 @@ def background_following(videos: np.ndarray, prompts: list[dict]) -> float:
     """Share of samples (prompt-major per repetition) whose mean colour lies nearest their own prompt's background
     colour among the prompts' background colours (chance: 1 / number of prompts)."""
     names = [re.search(r"an? (\w+) (?:textured )?background", p["text"]).group(1) for p in prompts]
-    palette = np.array([COLORS[name] for name in names], dtype=np.float64)
-    means = videos.reshape(len(videos), -1, 3).astype(np.float64).mean(axis=1)
-    nearest = np.linalg.norm(means[:, None] - palette[None], axis=-1).argmin(axis=1)
-    return float((nearest == np.arange(len(videos)) % len(prompts)).mean())
+    flat_clips = np.array([COLORS[name] for name in names], dtype=np.uint8).reshape(len(names), 1, 1, 1, 3)
+    return prompt_following(videos, flat_clips)
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ prompts as the run did (its `sampling.json`, the arm-seed's seed) once per guida
 share of noise common to a clip's frames (`diffusion.sampling.shared_frame_noise`), and prints per arm the judge's
 degraded-looking share, the grain (mean |frame - 3x3 median|), prompt following (a sample nearest its own prompt's
 real clip in mean colour) and frame change (mean |change| between consecutive frames) for each seed, then the
-share's mean and seed spread. The judge and the prompts'
-real clips come from the run's config, rebuilt from the cache the run filled (same cache_dir).
+share's mean and seed spread. The judge and the prompts' real clips come from the run's config, rebuilt from the
+cache the run filled (same cache_dir).
 
     PYTHONPATH=. python benchmarks/sampling_guidance.py RUN [--scales 3 1.5 1] [--shared-frame-noise 0.995]
         [--arms ARM ...]
