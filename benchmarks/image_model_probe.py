@@ -2,7 +2,8 @@
 and print what the samples look like in numbers (grain, contrast, and how often a sample's mean colour is nearest
 its own prompt's background colour among the prompts', chance 25 %).
 
-    PYTHONPATH=. python benchmarks/image_model_probe.py OUT [--steps 600] [--threads 1] [key=value ...]
+    PYTHONPATH=. python benchmarks/image_model_probe.py OUT [key=value ...] [--steps 600] [--threads 1]
+        [--corpus texture=0 ...]
 
 The overrides go over the ablation's proxy recipe and image-pretraining blocks (`ablation.proxy`,
 `ablation.image_init.pretrain`) as `ablation.extra_proxy_overrides`, exactly as the ablation builds its image
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sampling-steps", type=int, default=10)
     parser.add_argument("--cache-dir", default="~/.cache/lightning_svd")
+    parser.add_argument("--corpus", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="corpus keys of the image model's own data, over ablation.image_init.corpus")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     silence_third_party()
@@ -60,7 +63,8 @@ def main() -> None:
     ablation = load_config("ablation_aesthetic", "tiny", check_paths=False)
     ablation.ablation.extra_proxy_overrides = [f"trainer.max_steps={args.steps}", *args.overrides]
     cfg = proxy_recipe(ablation, image=True)
-    cfg.corpus = OmegaConf.merge(ablation.corpus, ablation.ablation.image_init.corpus)
+    cfg.corpus = OmegaConf.merge(ablation.corpus, ablation.ablation.image_init.corpus,
+                                 OmegaConf.from_dotlist(args.corpus))
     cfg.train.data.table, cfg.run_dir, cfg.cache_dir, cfg.resume = None, str(args.out), args.cache_dir, False
     started = time.perf_counter()
     trained = train(cfg, RunContext(args.out, logging.getLogger("probe")))
@@ -72,12 +76,14 @@ def main() -> None:
         "a teal textured background behind two brown squares moving quickly as the camera pans down-left",
         "a green textured background behind three purple circles moving quickly as the camera pans down-right, "
         "with the words 'WWW.EXAMPLE.COM' on screen"])]
-    videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 6, 0, 1, args.sampling_steps)
+    videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 6, 0, 1, args.sampling_steps,
+                        str(cfg.trainer.precision))
     np.save(args.out / "samples.npy", videos)
     report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],
               "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
               "contrast": round(float(contrast(videos).mean()), 1),
-              "background_following": round(background_following(videos, prompts), 3), "overrides": args.overrides}
+              "background_following": round(background_following(videos, prompts), 3), "overrides": args.overrides,
+              "corpus": args.corpus}
     (args.out / "probe.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
 

@@ -38,7 +38,7 @@ def main() -> None:
         for shared in args.shared:
             stage.diffusion.sampling_shared_frame_noise = shared
             videos = sample_arm(stage, sampling["prompts"], int(sampling["samples_per_prompt"]), 0,
-                                stage.num_frames, int(sampling["steps"]))
+                                stage.num_frames, int(sampling["steps"]), sampling.get("precision", "32-true"))
             print(f"| {job.parent.name}/{job.name} | {shared:g} | {frame_difference(videos):.2f} | "
                   f"{grain(videos).mean():.2f} |", flush=True)
 

@@ -68,7 +68,8 @@ def main() -> None:
                     stage.diffusion.sampling_shared_frame_noise = args.shared_frame_noise
                 sampling = json.loads((job / SAMPLING).read_text())
                 videos = sample_arm(stage, sampling["prompts"], int(sampling["samples_per_prompt"]),
-                                    int(job.name.removeprefix("seed")), stage.num_frames, int(sampling["steps"]))
+                                    int(job.name.removeprefix("seed")), stage.num_frames, int(sampling["steps"]),
+                                    sampling.get("precision", "32-true"))
                 shares.append(100 * judge.degraded_share(videos))
                 grains.append(float(grain(videos).mean()))
                 following.append(100 * prompt_following(videos, clips))

@@ -4,7 +4,7 @@ Each entry names a message we have read and judged: Lightning's advert for its c
 inventory, deprecation notices inside Lightning itself, a logging-interval hint that short proxy runs always
 trigger, the notice about frozen modules in eval mode (our text towers and EMA copies are frozen on purpose), the
 `weights_only` default when Lightning reloads our own checkpoints, the "max_steps reached" line (our log says how
-many steps ran), and
+many steps ran), Lightning's "Using bfloat16 Automatic Mixed Precision" (the config names the precision), and
 open_clip's "No pretrained weights loaded" for towers we build on random weights deliberately (every output that
 depends on them says so in our own words). Anything not listed still reaches the terminal.
 """
@@ -27,6 +27,7 @@ QUIET_LOG_MESSAGES = (
     "No pretrained weights loaded for model",
     "`Trainer.fit` stopped: `max_steps=",
     "`weights_only` was not set, defaulting to `False`.",
+    "Using bfloat16 Automatic Mixed Precision (AMP)",
 )
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
                      "lightning.pytorch.trainer.connectors.checkpoint_connector")

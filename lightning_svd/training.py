@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -157,7 +158,23 @@ def build_stage(cfg, buckets: MotionBuckets):
         raise UserError(f"cannot build the {name} stage from train.*: {' '.join(str(error).split())}") from None
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX); elsewhere it emulates it."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def emulated_bfloat16(cfg) -> bool:
+    """bfloat16 mixed precision asked of a CPU that would emulate it, more slowly than float32."""
+    on_cpu = str(cfg.trainer.get("accelerator", "auto")) == "cpu" or not torch.cuda.is_available()
+    bfloat16 = str(cfg.trainer.get("precision", "32-true")).startswith("bf16")
+    return on_cpu and bfloat16 and not cpu_has_bfloat16()
+
+
 def build_trainer(cfg, ctx, callbacks=()) -> tuple[L.Trainer, Throughput]:
+    if emulated_bfloat16(cfg):
+        ctx.log.warning(f"trainer.precision={cfg.trainer.precision}: this CPU has no bfloat16 instructions, so it "
+                        "trains slower than in float32; set trainer.precision=32-true (for the ablation's proxies: "
+                        "ablation.proxy.trainer.precision=32-true)")
     throughput = Throughput()
     checkpoints = ModelCheckpoint(
         dirpath=Path(ctx.run_dir) / "checkpoints", save_last=True, save_top_k=0,

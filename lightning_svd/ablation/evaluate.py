@@ -83,11 +83,14 @@ class ArmEvaluator:
 
 
 def sample_arm(stage, prompts: list[dict], samples_per_prompt: int, seed: int, num_frames: int,
-               steps: int) -> np.ndarray:
+               steps: int, precision: str = "32-true") -> np.ndarray:
     """Every prompt `samples_per_prompt` times in one seeded batch: (P * S, T, H, W, 3) uint8, prompt-major per
-    repetition, so the first P videos are one sample of each prompt."""
+    repetition, so the first P videos are one sample of each prompt. A stage trained in Lightning's bf16 precision
+    samples under bfloat16 autocast too (its weights and the Denoiser's preconditioning stay float32)."""
     texts = [p["text"] for p in prompts] * samples_per_prompt
-    return stage.generate(prompts=texts, seed=seed, num_frames=num_frames, steps=steps).numpy()
+    device = next(stage.parameters()).device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=str(precision).startswith("bf16")):
+        return stage.generate(prompts=texts, seed=seed, num_frames=num_frames, steps=steps).numpy()
 
 
 def frame_difference(videos: np.ndarray) -> float:

@@ -47,7 +47,8 @@ def write_job(out: Path, proxy, prompts: list[dict], samples_per_prompt: int, st
     """Everything a worker needs, beside the outputs it will write."""
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(proxy, out / CONFIG, resolve=True)
-    sampling = {"prompts": prompts, "samples_per_prompt": samples_per_prompt, "steps": steps, "threads": threads}
+    sampling = {"prompts": prompts, "samples_per_prompt": samples_per_prompt, "steps": steps, "threads": threads,
+                "precision": str(proxy.trainer.get("precision", "32-true"))}
     (out / SAMPLING).write_text(json.dumps(sampling, indent=1))
 
 
@@ -60,7 +61,7 @@ def train_and_sample(out: Path, log: logging.Logger) -> dict:
     trained = training.train(proxy, RunContext(out, log))
     stage = load_stage(trained["checkpoint"])
     videos = sample_arm(stage, sampling["prompts"], int(sampling["samples_per_prompt"]), int(proxy.seed),
-                        int(proxy.train.num_frames), int(sampling["steps"]))
+                        int(proxy.train.num_frames), int(sampling["steps"]), sampling.get("precision", "32-true"))
     partial = out / f".{SAMPLES}.partial.npy"
     np.save(partial, videos)
     partial.replace(out / SAMPLES)

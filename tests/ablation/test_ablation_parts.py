@@ -1,5 +1,6 @@
 """The ablation's parts without training: curated-vs-uncurated arms, seed statistics, honest notes, the plot."""
 
+import json
 import logging
 import subprocess
 import sys
@@ -8,12 +9,20 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
 from data_modules.arms import Arm, combined_filter
 from lightning_svd.ablation.data import curation_arms
-from lightning_svd.ablation.evaluate import fvd_covariance_note, grain, prompt_colour_distances, prompt_following
+from lightning_svd.ablation.evaluate import (
+    fvd_covariance_note,
+    grain,
+    prompt_colour_distances,
+    prompt_following,
+    sample_arm,
+)
+from lightning_svd.ablation.job import SAMPLING, write_job
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.ablation.results import ArmResult, Spread
 from lightning_svd.ablation.summary import honest_notes, sample_check_note, write_plot
@@ -270,3 +279,29 @@ def test_grain_is_near_zero_on_flat_frames_and_grows_with_pixel_noise():
     noisy = np.clip(flat + rng.normal(0.0, 20.0, flat.shape), 0, 255).astype(np.uint8)
     assert grain(flat).tolist() == [0.0, 0.0]
     assert (grain(noisy) > 10.0).all()
+
+
+class RecordingStage(torch.nn.Module):
+    """Stands in for a trained stage: records whether bfloat16 autocast was on when it sampled."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.autocast = []
+
+    def generate(self, prompts, seed, num_frames, steps):
+        self.autocast.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return torch.zeros(len(prompts), num_frames, 2, 2, 3, dtype=torch.uint8)
+
+
+def test_proxies_sample_in_the_precision_they_trained_in(tmp_path):
+    cfg = load_config("ablation_aesthetic", "tiny")
+    assert proxy_recipe(cfg).trainer.precision == "bf16-mixed"
+    assert proxy_recipe(cfg, image=True).trainer.precision == "bf16-mixed"  # the image model too
+    write_job(tmp_path, proxy_recipe(cfg), [{"id": "p0", "text": "a red textured background"}], 2, 3, 1)
+    precision = json.loads((tmp_path / SAMPLING).read_text())["precision"]
+    stage = RecordingStage()
+    videos = sample_arm(stage, [{"text": "a"}, {"text": "b"}], 3, 0, 1, 2, precision)
+    sample_arm(stage, [{"text": "a"}], 1, 0, 1, 2, "32-true")
+    assert videos.shape == (6, 1, 2, 2, 3) and stage.autocast == [True, False]
+    assert not torch.is_autocast_enabled("cpu")  # switched off again after sampling

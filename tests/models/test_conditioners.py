@@ -330,3 +330,28 @@ def test_conditioner_errors_name_the_problem(noisy_autoencoder):
     conditioner = build_conditioner([{"embedder": "micro_conditioning", "input_keys": ["fps_id", "motion_bucket_id"]}])
     with pytest.raises(KeyError, match="batch lacks \\['motion_bucket_id'\\]"):
         conditioner({"fps_id": torch.tensor([6.0])})
+
+
+def test_a_frozen_text_tower_encodes_each_caption_once_and_forgets_on_new_weights(monkeypatch):
+    encoder = OpenCLIPTextEncoder(TINY_CLIP, layer="penultimate").requires_grad_(False)
+    texts = ["a red textured background", "", "a blue circle", "a red textured background"]
+    encoded = []
+    original = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda batch: encoded.append(list(batch)) or original(batch))
+    first = encoder(texts, num_frames=2)
+    again = encoder(texts[::-1], num_frames=2)
+    assert encoded == [texts[:3]]  # each distinct caption once, none the second time
+    assert torch.equal(first, original(texts).repeat_interleave(2, dim=0))
+    assert torch.equal(again, first.flip(0))  # the same features, in the order asked
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        encoder(texts[:1])
+    assert len(encoded) == 2  # autocast features are their own entries
+    encoder.load_state_dict(encoder.state_dict())
+    encoder(texts[:1])
+    assert encoded[-1] == texts[:1] and len(encoder.feature_cache) == 1  # new weights: encoded afresh
+    encoder.requires_grad_(True)
+    encoder(texts[:1])
+    assert len(encoded) == 4  # a tower that trains is never cached
+    monkeypatch.setattr(OpenCLIPTextEncoder, "FEATURE_CACHE_SIZE", 2)
+    encoder.requires_grad_(False)
+    assert encoder(texts).shape[0] == 4 and len(encoder.feature_cache) == 2  # the most recent captions stay

@@ -1,6 +1,7 @@
 """The shared training machinery, through the train task: image-stage freezing, AdamW warm-up, gradient clipping,
 bf16 mixed precision, the gradient-checkpointing switch and the loss per noise-level bucket."""
 
+import logging
 import math
 
 import pytest
@@ -229,3 +230,22 @@ def test_an_unreachable_global_batch_fails_before_any_step(tmp_path, clip_table,
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and "train.global_batch_size=7 is not a multiple" in last_line
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_bf16_on_a_cpu_that_would_emulate_it_warns_with_the_fix(tmp_path, monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from lightning_svd import training
+    from lightning_svd.config import load_config
+
+    cfg = load_config("pretrain_video", "tiny", ["trainer.precision=bf16-mixed"])
+    ctx = SimpleNamespace(run_dir=tmp_path, log=logging.getLogger("test_bf16"))
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="test_bf16"):
+        training.build_trainer(cfg, ctx)
+    assert not caplog.records
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="test_bf16"):
+        training.build_trainer(cfg, ctx)
+    assert "no bfloat16 instructions" in caplog.text and "trainer.precision=32-true" in caplog.text
+    assert not training.emulated_bfloat16(load_config("pretrain_video", "tiny"))  # float32 never warns
