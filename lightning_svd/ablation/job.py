@@ -43,6 +43,14 @@ def torch_threads(count: int | None):
         torch.set_num_threads(before)
 
 
+def parent_threads(section) -> int | None:
+    """Torch threads for the ablation's own process: every worker's, since its own work (curation, the image
+    model, the judge, evaluation) never overlaps theirs; None (torch's default) when `torch_threads` is unset."""
+    if not section.torch_threads:
+        return None
+    return max(1, int(section.parallel_jobs)) * int(section.torch_threads)
+
+
 def write_job(out: Path, proxy, prompts: list[dict], samples_per_prompt: int, steps: int, threads: int | None) -> None:
     """Everything a worker needs, beside the outputs it will write."""
     out.mkdir(parents=True, exist_ok=True)

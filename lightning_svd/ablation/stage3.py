@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 from data_modules.arms import CRITERIA, Arm, threshold_arms
 from lightning_svd import training
 from lightning_svd.ablation.data import GroundTruth, curation_arms, write_arm_table
-from lightning_svd.ablation.job import torch_threads
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.errors import UserError
 from lightning_svd.run_context import RunContext
@@ -78,8 +77,6 @@ def pretrain_video_models(cfg, ctx, subset: pa.Table, init_from: str | None) -> 
     root = Path(ctx.run_dir) / PRETRAINING
     batch = min(int(proxy_recipe(cfg).train.data.batch_size), *(arm.num_clips for arm in arms.values()))
     overrides = (f"init_from={init_from or 'null'}", f"train.data.batch_size={batch}")
-    # One pretraining at a time, on the cores the arm-seeds will share (as the image model).
-    threads = max(1, int(section.parallel_jobs)) * int(section.torch_threads) if section.torch_threads else None
     for name in VIDEO_INITS:
         table = write_arm_table(arms[name].table, root / name / "clips.parquet")
         for seed in (int(s) for s in section.seeds):
@@ -94,8 +91,7 @@ def pretrain_video_models(cfg, ctx, subset: pa.Table, init_from: str | None) -> 
             OmegaConf.save(proxy, out / "config.yaml", resolve=True)
             ctx.log.info(f"video pretraining {name} seed {seed}: {proxy.trainer.max_steps} steps on "
                          f"{arms[name].num_clips} clips -> {out}")
-            with torch_threads(threads):
-                training.train(proxy, RunContext(out, ctx.log))
+            training.train(proxy, RunContext(out, ctx.log))  # one at a time, on the ablation process' threads
     return {name: str(training.last_checkpoint(root / name / "seed${seed}")) for name in VIDEO_INITS}
 
 

@@ -18,7 +18,6 @@ from omegaconf import OmegaConf
 from data_modules.arms import Arm
 from lightning_svd import training
 from lightning_svd.ablation.data import write_arm_table
-from lightning_svd.ablation.job import torch_threads
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.cache import build_once_resuming
 from lightning_svd.clip_table import CAPTION_SOURCES
@@ -105,8 +104,6 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     if section.data not in IMAGE_DATA:
         raise UserError(f"ablation.image_init.data={section.data!r}; choose one of {', '.join(IMAGE_DATA)}")
     image, data_key, described = image_model_config(cfg, subset, seed)
-    ablation = cfg.ablation  # the image model runs alone, on the cores the arm-seeds will share
-    threads = max(1, int(ablation.parallel_jobs)) * int(ablation.torch_threads) if ablation.torch_threads else None
 
     def pretrain(work: Path) -> None:
         if section.data == "subset":
@@ -115,8 +112,7 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
         OmegaConf.save(image, work / "config.yaml", resolve=True)
         ctx.log.info(f"image pretraining: {image.trainer.max_steps} steps of the image-only proxy on {described}, "
                      f"cached for later ablations")
-        with torch_threads(threads):
-            training.train(image, RunContext(work, ctx.log))
+        training.train(image, RunContext(work, ctx.log))  # alone, on the ablation process' threads
 
     folder = build_once_resuming(Path(str(cfg.cache_dir)).expanduser() / IMAGE_MODELS,
                                  image_model_key(image, data_key, seed), pretrain)

@@ -52,6 +52,7 @@ from lightning_svd.ablation.job import (
     SAMPLES,
     TRAINED,
     WORKER_LOG,
+    parent_threads,
     torch_threads,
     train_and_sample,
     write_job,
@@ -386,7 +387,7 @@ def fit_batch_to_arms(arms: list, batch_size: int) -> tuple[list, str | None]:
 
 def run(cfg, ctx) -> dict:
     check(cfg)
-    with torch_threads(cfg.ablation.torch_threads):
+    with torch_threads(parent_threads(cfg.ablation)):
         return run_ablation(cfg, ctx).to_dict()
 
 

@@ -22,7 +22,7 @@ from lightning_svd.ablation.evaluate import (
     prompt_following,
     sample_arm,
 )
-from lightning_svd.ablation.job import SAMPLING, write_job
+from lightning_svd.ablation.job import SAMPLING, parent_threads, write_job
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.ablation.results import ArmResult, Spread
 from lightning_svd.ablation.summary import honest_notes, sample_check_note, write_plot
@@ -305,3 +305,10 @@ def test_proxies_sample_in_the_precision_they_trained_in(tmp_path):
     sample_arm(stage, [{"text": "a"}], 1, 0, 1, 2, "32-true")
     assert videos.shape == (6, 1, 2, 2, 3) and stage.autocast == [True, False]
     assert not torch.is_autocast_enabled("cpu")  # switched off again after sampling
+
+
+def test_the_ablation_process_uses_every_workers_threads_for_the_work_it_does_alone():
+    section = load_config("ablation_aesthetic", "tiny").ablation
+    assert (section.torch_threads, section.parallel_jobs) == (1, 2) and parent_threads(section) == 2
+    assert parent_threads(OmegaConf.create({"torch_threads": 1, "parallel_jobs": 1})) == 1  # it trains in-process
+    assert parent_threads(OmegaConf.create({"torch_threads": None, "parallel_jobs": 2})) is None  # torch's default

@@ -108,27 +108,21 @@ def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corp
     assert elsewhere != Path(first) and elsewhere.parents[1].name == Path(first).parents[1].name
 
 
-def test_the_image_model_batch_fits_the_subset_and_uses_the_arm_seeds_cores(small_corpus, tmp_path, monkeypatch):
+def test_the_image_model_batch_fits_the_subset(small_corpus, tmp_path, monkeypatch):
     subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus)).slice(0, 3)
-    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.parallel_jobs=2",
-                                                     "ablation.torch_threads=1", "ablation.image_init.data=subset"])
+    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}",
+                                                     "ablation.image_init.data=subset"])
     cfg.ablation.extra_proxy_overrides.extend(["trainer.max_steps=1", "trainer.log_every_n_steps=1"])
     seen = {}
 
     def record(image, ctx):
-        seen.update(batch=image.train.data.batch_size, steps=image.trainer.max_steps, threads=torch.get_num_threads())
+        seen.update(batch=image.train.data.batch_size, steps=image.trainer.max_steps)
         raise RuntimeError("stop after the config")
 
     monkeypatch.setattr("lightning_svd.training.train", record)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.raises(RuntimeError, match="stop after the config"):
-            pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), subset, seed=0)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
-    assert seen == {"batch": 3, "steps": 1, "threads": 2}  # 3 clips < batch 32; extra overrides come last
+    with pytest.raises(RuntimeError, match="stop after the config"):
+        pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), subset, seed=0)
+    assert seen == {"batch": 3, "steps": 1}  # 3 clips < batch 32; extra overrides come last
 
 
 def test_the_image_model_trains_on_a_clean_corpus_of_its_own(small_corpus, tmp_path, monkeypatch):
