@@ -147,6 +147,49 @@ def prompt_colour_distances(samples: np.ndarray, prompt_clips: np.ndarray) -> tu
     return float(distances[own].mean()), others
 
 
+SHAPE_APART = 60.0    # RGB distance from a frame's median colour (its background) that makes a pixel foreground
+SHAPE_NEAR = 60.0     # RGB distance to a shape's colour within which a pixel counts as that colour
+SHAPE_MIN_AREA = 6    # pixels, 4-connected: the smallest planted shape covers about 17 at the proxies' 32x32
+
+
+def foreground_colour(frame: np.ndarray) -> np.ndarray | None:
+    """Mean colour of the largest region of a (H, W, 3) uint8 frame far from its median colour (the background),
+    if it is as large as a small shape: the colour of a real clip's shapes. None where the frame shows none."""
+    pixels = frame.astype(np.float32)
+    background = np.median(pixels.reshape(-1, 3), axis=0)
+    mask = (np.linalg.norm(pixels - background, axis=-1) > SHAPE_APART).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    if count < 2 or stats[1:, cv2.CC_STAT_AREA].max() < SHAPE_MIN_AREA:
+        return None
+    return pixels[labels == 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())].mean(axis=0)
+
+
+def shows_colour(frame: np.ndarray, colour: np.ndarray) -> bool:
+    """Whether a frame holds a shape-sized region of `colour` that stands apart from its background."""
+    pixels = frame.astype(np.float32)
+    background = np.median(pixels.reshape(-1, 3), axis=0)
+    mask = ((np.linalg.norm(pixels - colour, axis=-1) < SHAPE_NEAR)
+            & (np.linalg.norm(pixels - background, axis=-1) > SHAPE_APART)).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    return count > 1 and int(stats[1:, cv2.CC_STAT_AREA].max()) >= SHAPE_MIN_AREA
+
+
+def shape_check(samples: np.ndarray, prompt_clips: np.ndarray) -> tuple[float, float] | None:
+    """Share of the samples' frames that show a shape-sized region in their own prompt's shape colour, and in
+    another prompt's (the colour of the largest foreground region of each prompt's real clip, first frame).
+    Samples that draw their prompts' shapes score well above the others' share; None with fewer than two prompts
+    or where a prompt's clip shows no shape (real footage)."""
+    colours = [foreground_colour(clip[0]) for clip in prompt_clips]
+    if len(colours) < 2 or any(colour is None for colour in colours):
+        return None
+    own, others = [], []
+    for index, video in enumerate(samples):
+        for prompt, colour in enumerate(colours):
+            shown = float(np.mean([shows_colour(frame, colour) for frame in video]))
+            (own if prompt == index % len(colours) else others).append(shown)
+    return float(np.mean(own)), float(np.mean(others))
+
+
 def prompt_following(samples: np.ndarray, prompt_clips: np.ndarray) -> float | None:
     """Share of samples whose mean colour lies nearest their own prompt's real clip among all the prompts' clips
     (chance 1 / prompts; None with one prompt): how often a person matching colours would find a sample's prompt."""

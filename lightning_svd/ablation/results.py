@@ -65,6 +65,8 @@ class ArmResult:
     prompt_colour_distance: float | None = None
     other_prompts_colour_distance: float | None = None
     prompt_following: float | None = None   # share of samples nearest their own prompt's clip in mean colour
+    prompt_shapes: float | None = None      # share of sample frames showing a region in their prompt's shape colour
+    other_prompts_shapes: float | None = None   # the same for the other prompts' shape colours: the baseline
     seeds: tuple[SeedResult, ...] = ()
 
     @classmethod

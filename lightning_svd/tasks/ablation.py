@@ -47,6 +47,7 @@ from lightning_svd.ablation.evaluate import (
     prompt_following,
     prompt_real_clips,
     real_frame_difference,
+    shape_check,
 )
 from lightning_svd.ablation.job import (
     SAMPLES,
@@ -477,17 +478,20 @@ def arm_result(arm, records: list[dict], gains: list[float] | None, samples: lis
     pooled = np.concatenate(samples)
     own, others = prompt_colour_distances(pooled, prompt_clips)
     following = prompt_following(pooled, prompt_clips)
+    shapes = shape_check(pooled, prompt_clips)
     share = truth.degraded_share(arm.table)
     return ArmResult.over_seeds(
         seeds, name=arm.name, removed_fraction=arm.removed_fraction, num_clips=arm.num_clips,
         threshold=arm.threshold, degraded_share=None if share is None else round(share, 4), elo=elo,
         sample_frame_difference=frame_difference(samples[0]), prompt_colour_distance=round(own, 2),
         other_prompts_colour_distance=None if others is None else round(others, 2),
-        prompt_following=None if following is None else round(following, 4))
+        prompt_following=None if following is None else round(following, 4),
+        prompt_shapes=None if shapes is None else round(shapes[0], 4),
+        other_prompts_shapes=None if shapes is None else round(shapes[1], 4))
 
 
 def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, panel: dict | None,
-                   seed: int) -> list[str]:
+                   seed: int, real_shapes: tuple[float, float] | None) -> list[str]:
     """What moved and by how much against the seed spread, what judged the samples, and checks of the samples."""
     labels = evaluator.metric.labels() if evaluator is not None else {}
     ordering = ORDERINGS.get(str(cfg.ablation.criterion), "As the removed fraction grows")
@@ -512,6 +516,12 @@ def ablation_notes(cfg, plan: Plan, arms: list[ArmResult], evaluator, judge, pan
             + " from those of the other prompts; nearer their own means the proxies follow the prompts' colours. "
             "Prompt following (a sample nearest its own prompt's clip among the prompts'): " + ", ".join(
             f"{100 * a.prompt_following:.0f} %" for a in arms) + f" per arm, chance {100 / len(plan.prompts):.0f} %.")
+    if real_shapes is not None and arms and arms[0].prompt_shapes is not None:
+        notes.append("Shape check: " + ", ".join(f"{100 * a.prompt_shapes:.0f} %" for a in arms) + " of the "
+                     "samples' frames (per arm) show a shape-sized region in their own prompt's shape colour, "
+                     + ", ".join(f"{100 * a.other_prompts_shapes:.0f} %" for a in arms) + " in another prompt's "
+                     f"(the prompts' real clips: {100 * real_shapes[0]:.0f} % and {100 * real_shapes[1]:.0f} %); "
+                     "samples that draw their prompts' shapes lie well above the second figure.")
     if evaluator is None:
         notes.append("FVD was switched off (ablation.fvd.enabled=false).")
     else:
@@ -551,7 +561,8 @@ def run_ablation(cfg, ctx) -> AblationResult:
     result = AblationResult(
         experiment=cfg.experiment, criterion=str(section.criterion), profile=cfg.profile, arms=tuple(arms),
         feature_extractor=evaluator.metric.labels().get("feature_extractor") if evaluator is not None else None,
-        notes=tuple(ablation_notes(cfg, plan, arms, evaluator, judge, panel, seeds[0])), seeds=tuple(seeds),
+        notes=tuple(ablation_notes(cfg, plan, arms, evaluator, judge, panel, seeds[0],
+                                   shape_check(prompt_clips, prompt_clips))), seeds=tuple(seeds),
         subset_size=plan.subset_size, num_real_clips=plan.split.real.num_rows,
         num_real_videos=None if evaluator is None else len(evaluator.windows),
         real_clips_clean_only=bool(section.heldout.clean_only), heldout_videos=tuple(plan.split.heldout_videos),

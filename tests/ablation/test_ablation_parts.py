@@ -21,6 +21,7 @@ from lightning_svd.ablation.evaluate import (
     prompt_colour_distances,
     prompt_following,
     sample_arm,
+    shape_check,
 )
 from lightning_svd.ablation.job import SAMPLING, parent_threads, write_job
 from lightning_svd.ablation.recipe import proxy_recipe
@@ -312,3 +313,26 @@ def test_the_ablation_process_uses_every_workers_threads_for_the_work_it_does_al
     assert (section.torch_threads, section.parallel_jobs) == (1, 2) and parent_threads(section) == 2
     assert parent_threads(OmegaConf.create({"torch_threads": 1, "parallel_jobs": 1})) == 1  # it trains in-process
     assert parent_threads(OmegaConf.create({"torch_threads": None, "parallel_jobs": 2})) is None  # torch's default
+
+
+def scene(background, shape_colour=None, at=(10, 10), size=5):
+    """A (2, 32, 32, 3) clip: a flat background with a square of `shape_colour` in both frames."""
+    frames = np.empty((2, 32, 32, 3), np.uint8)
+    frames[:] = background
+    if shape_colour is not None:
+        frames[:, at[0]:at[0] + size, at[1]:at[1] + size] = shape_colour
+    return frames
+
+
+def test_the_shape_check_sees_samples_draw_their_prompts_shape_colours_not_just_any_blob():
+    teal, yellow, pink, orange = (30, 160, 160), (235, 215, 40), (230, 110, 170), (240, 140, 30)
+    clips = np.stack([scene(teal, yellow), scene(pink, orange, at=(20, 4))])
+    drawn = np.stack([scene(teal, yellow, at=(3, 20)), scene(pink, orange)])  # the shapes, anywhere in the frame
+    assert shape_check(drawn, clips) == (1.0, 0.0)
+    swapped = np.stack([scene(teal, orange), scene(pink, yellow)])  # shapes in the other prompt's colour
+    assert shape_check(swapped, clips) == (0.0, 1.0)
+    no_shapes = np.stack([scene(teal), scene(pink)])
+    speck = np.stack([scene(teal, yellow, size=2), scene(pink, orange, size=2)])  # 4 pixels: smaller than a shape
+    assert shape_check(no_shapes, clips) == (0.0, 0.0) and shape_check(speck, clips) == (0.0, 0.0)
+    assert shape_check(drawn, np.stack([scene(teal), scene(pink, orange)])) is None  # a prompt clip without shapes
+    assert shape_check(drawn[:1], clips[:1]) is None  # one prompt: no other prompts to compare with

@@ -60,6 +60,8 @@ def test_results_follow_the_spec_contract(finished):
         assert 0 <= arm["sample_frame_difference"] <= 255
         assert 0 <= arm["prompt_colour_distance"] <= 442 and 0 <= arm["other_prompts_colour_distance"] <= 442
         assert 0 <= arm["prompt_following"] <= 1
+        if arm["prompt_shapes"] is not None:  # None where a prompt's clip shows no shape (text only, say)
+            assert 0 <= arm["prompt_shapes"] <= 1 and 0 <= arm["other_prompts_shapes"] <= 1
         assert [s["seed"] for s in arm["seeds"]] == [0, 1] and arm["fvd_spread"] is not None
         assert 0.0 <= arm["degraded_share"] <= 1.0
         assert 0.0 <= arm["degraded_sample_share"] <= 1.0 and arm["degraded_sample_share_spread"] is not None
