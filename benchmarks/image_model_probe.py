@@ -1,6 +1,7 @@
 """Probe a tiny image-model recipe: train the ablation's image model with extra overrides, sample the fixed prompts,
-and print what the samples look like in numbers (grain, contrast, and how often a sample's mean colour is nearest
-its own prompt's background colour among the prompts', chance 25 %).
+and print what the samples look like in numbers (grain, contrast, how often a sample's mean colour is nearest its
+own prompt's background colour among the prompts', chance 25 %, and how often a sample shows a shape-sized region in
+its own prompt's shape colour against the other prompts').
 
     PYTHONPATH=. python benchmarks/image_model_probe.py OUT [key=value ...] [--steps 600] [--threads 1]
         [--corpus texture=0 ...]
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from lightning_svd.ablation.evaluate import grain, prompt_following, sample_arm
+from lightning_svd.ablation.evaluate import grain, prompt_following, sample_arm, shows_colour
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.config import load_config
 from lightning_svd.quiet import silence_third_party
@@ -45,6 +46,18 @@ def background_following(videos: np.ndarray, prompts: list[dict]) -> float:
     names = [re.search(r"an? (\w+) (?:textured )?background", p["text"]).group(1) for p in prompts]
     flat_clips = np.array([COLORS[name] for name in names], dtype=np.uint8).reshape(len(names), 1, 1, 1, 3)
     return prompt_following(videos, flat_clips)
+
+
+def shapes_shown(videos: np.ndarray, prompts: list[dict]) -> tuple[float, float]:
+    """Share of samples (prompt-major per repetition) showing a shape-sized region in their own prompt's shape
+    colour, and in the other prompts' (`shows_colour`, the ablation's shape check with the named colours)."""
+    names = [re.search(r"behind (?:a|an|two|three) (\w+) ", p["text"]).group(1) for p in prompts]
+    own, others = [], []
+    for index, video in enumerate(videos):
+        for prompt, name in enumerate(names):
+            shown = float(np.mean([shows_colour(frame, np.array(COLORS[name], np.float32)) for frame in video]))
+            (own if prompt == index % len(names) else others).append(shown)
+    return float(np.mean(own)), float(np.mean(others))
 
 
 def main() -> None:
@@ -82,7 +95,9 @@ def main() -> None:
     report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],
               "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
               "contrast": round(float(contrast(videos).mean()), 1),
-              "background_following": round(background_following(videos, prompts), 3), "overrides": args.overrides,
+              "background_following": round(background_following(videos, prompts), 3),
+              "shapes_own_others": [round(share, 3) for share in shapes_shown(videos, prompts)],
+              "overrides": args.overrides,
               "corpus": args.corpus}
     (args.out / "probe.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
