@@ -25,14 +25,20 @@ if [ ${#missing[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pip warns once per package when an index in the machine's pip configuration lacks it: nothing to act on here
+pip_install() {
+  "$VENV/bin/python" -m pip install -q "$@" \
+    2> >(grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.$" >&2)
+}
+
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 stamp="$VENV/.installed-$(cat requirements.txt requirements-test.txt | sha256sum | cut -c1-16)-$requirements"
 if [ ! -f "$stamp" ]; then
   echo "installing Python packages from $requirements into $VENV (the first time downloads torch: a few minutes)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$requirements"
+  pip_install --upgrade pip
+  pip_install -r "$requirements"
   # setuptools warns on every editable install that folders named like the package shadow it: nothing to act on
-  PYTHONWARNINGS="ignore:Editable installation" "$VENV/bin/python" -m pip install -q --no-deps -e .
+  PYTHONWARNINGS="ignore:Editable installation" pip_install --no-deps -e .
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
