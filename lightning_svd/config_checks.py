@@ -1,10 +1,10 @@
 """What a config value may be, declared once per key and checked as soon as the config is composed.
 
-`RANGES` holds the numeric keys with a clear rule, `INPUTS` the keys naming something that must already exist, and
-`OUTPUTS` the folders a run writes into. The loader checks them before the runner creates the run dir, so a bad value
-writes nothing and is reported in one line that names the key, the value and what it may be. A key that an
-experiment does not have is skipped. Rules that need a built object (a study pack, the curation pipeline) are the
-tasks' own `check(cfg)`.
+`RANGES` holds the keys with a clear rule (a numeric range or a choice), `INPUTS` the keys naming something that
+must already exist, and `OUTPUTS` the folders a run writes into. The loader checks them before the runner creates
+the run dir, so a bad value writes nothing and is reported in one line that names the key, the value and what it may
+be. A key that an experiment does not have is skipped. Rules that need a built object (a study pack, the curation
+pipeline) are the tasks' own `check(cfg)`.
 """
 
 from dataclasses import dataclass
@@ -50,6 +50,21 @@ class Range:
         return f"{text} ({self.note})" if self.note else text
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One of `values`; `note` says what they mean."""
+
+    values: tuple
+    note: str = ""
+
+    def allows(self, value) -> bool:
+        return value in self.values
+
+    def describe(self) -> str:
+        text = "one of " + ", ".join(map(str, self.values))
+        return f"{text} ({self.note})" if self.note else text
+
+
 RANGES = {
     "corpus.num_videos": Range(1),
     "corpus.fps": Range(1),
@@ -70,6 +85,8 @@ RANGES = {
     "trainer.max_steps": Range(0, also=(-1,), note="-1: no limit"),
     "trainer.num_nodes": Range(1),
     "trainer.accumulate_grad_batches": Range(1),
+    "trainer.precision": Choice(("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true"),
+                                note="Lightning's; bf16 wants a GPU or a CPU with bfloat16 instructions"),
     "train.num_frames": Range(1),
     "train.height": Range(1),
     "train.width": Range(1),

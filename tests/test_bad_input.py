@@ -43,6 +43,9 @@ def no_space(path) -> OSError:
         (["experiment=pretrain_video", "train.data.batch_size=-2"], "train.data.batch_size must be an integer >= 1"),
         (["experiment=ablation_aesthetic", "ablation.proxy.train.data.batch_size=0"],
          "the proxies' config (ablation.proxy and the blocks and overrides over it): train.data.batch_size must be"),
+        (["experiment=ablation_aesthetic", "ablation.proxy.trainer.precision=bf17-mixed"],
+         "the proxies' config (ablation.proxy and the blocks and overrides over it): trainer.precision must be one of "
+         "32-true, bf16-mixed"),
         (["experiment=ablation_aesthetic", "corpus.shape_scale=5"],
          "corpus.shape_scale must be a number in [0.25, 3] (1: radius 7-14 px)"),
         (["experiment=ablation_aesthetic", "ablation.sampling.samples_per_prompt=0"],

@@ -158,7 +158,7 @@ def test_sigma_bucket_edges_are_quantiles_of_the_training_noise():
                                     "callbacks.samples.enabled=true read whole"),
         (["trainer.strategy=fsdp", "train.ema.enabled=false", "callbacks.samples.enabled=false"],
          "Lightning rejects the trainer.* settings: The strategy `fsdp` requires a GPU accelerator"),
-        (["trainer.precision=17-mixed"], "Lightning rejects the trainer.* settings: Precision '17-mixed' is invalid"),
+        (["trainer.precision=17-mixed"], "trainer.precision must be one of 32-true, bf16-mixed"),
     ],
 )
 def test_trainer_settings_that_cannot_run_fail_with_one_line(tmp_path, clip_table, capsys, overrides, message):
