@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from lightning_svd.ablation.evaluate import grain, prompt_following, sample_arm, shows_colour
+from lightning_svd.ablation.evaluate import colour_shares, grain, prompt_following, sample_arm
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.config import load_config
 from lightning_svd.quiet import silence_third_party
@@ -49,15 +49,9 @@ def background_following(videos: np.ndarray, prompts: list[dict]) -> float:
 
 
 def shapes_shown(videos: np.ndarray, prompts: list[dict]) -> tuple[float, float]:
-    """Share of samples (prompt-major per repetition) showing a shape-sized region in their own prompt's shape
-    colour, and in the other prompts' (`shows_colour`, the ablation's shape check with the named colours)."""
+    """The ablation's shape check (`colour_shares`) with the prompts' named shape colours."""
     names = [re.search(r"behind (?:a|an|two|three) (\w+) ", p["text"]).group(1) for p in prompts]
-    own, others = [], []
-    for index, video in enumerate(videos):
-        for prompt, name in enumerate(names):
-            shown = float(np.mean([shows_colour(frame, np.array(COLORS[name], np.float32)) for frame in video]))
-            (own if prompt == index % len(names) else others).append(shown)
-    return float(np.mean(own)), float(np.mean(others))
+    return colour_shares(videos, [np.array(COLORS[name], np.float32) for name in names])
 
 
 def main() -> None:

@@ -152,42 +152,55 @@ SHAPE_NEAR = 60.0     # RGB distance to a shape's colour within which a pixel co
 SHAPE_MIN_AREA = 6    # pixels, 4-connected: the smallest planted shape covers about 17 at the proxies' 32x32
 
 
-def foreground_colour(frame: np.ndarray) -> np.ndarray | None:
-    """Mean colour of the largest region of a (H, W, 3) uint8 frame far from its median colour (the background),
-    if it is as large as a small shape: the colour of a real clip's shapes. None where the frame shows none."""
+def background_distance(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (H, W, 3) uint8 frame as float pixels, and each pixel's RGB distance from the frame's median colour (its
+    background)."""
     pixels = frame.astype(np.float32)
-    background = np.median(pixels.reshape(-1, 3), axis=0)
-    mask = (np.linalg.norm(pixels - background, axis=-1) > SHAPE_APART).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    if count < 2 or stats[1:, cv2.CC_STAT_AREA].max() < SHAPE_MIN_AREA:
+    return pixels, np.linalg.norm(pixels - np.median(pixels.reshape(-1, 3), axis=0), axis=-1)
+
+
+def regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """4-connected regions of a boolean mask: the label image and each region's area (label i + 1 at index i)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+    return labels, stats[1:, cv2.CC_STAT_AREA]
+
+
+def foreground_colour(frame: np.ndarray) -> np.ndarray | None:
+    """Mean colour of the largest region of a frame far from its background, if it is as large as a small shape:
+    the colour of a real clip's shapes. None where the frame shows none."""
+    pixels, apart = background_distance(frame)
+    labels, areas = regions(apart > SHAPE_APART)
+    if not len(areas) or areas.max() < SHAPE_MIN_AREA:
         return None
-    return pixels[labels == 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())].mean(axis=0)
+    return pixels[labels == 1 + int(areas.argmax())].mean(axis=0)
 
 
 def shows_colour(frame: np.ndarray, colour: np.ndarray) -> bool:
     """Whether a frame holds a shape-sized region of `colour` that stands apart from its background."""
-    pixels = frame.astype(np.float32)
-    background = np.median(pixels.reshape(-1, 3), axis=0)
-    mask = ((np.linalg.norm(pixels - colour, axis=-1) < SHAPE_NEAR)
-            & (np.linalg.norm(pixels - background, axis=-1) > SHAPE_APART)).astype(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    return count > 1 and int(stats[1:, cv2.CC_STAT_AREA].max()) >= SHAPE_MIN_AREA
+    pixels, apart = background_distance(frame)
+    _, areas = regions((np.linalg.norm(pixels - colour, axis=-1) < SHAPE_NEAR) & (apart > SHAPE_APART))
+    return bool(len(areas)) and int(areas.max()) >= SHAPE_MIN_AREA
 
 
-def shape_check(samples: np.ndarray, prompt_clips: np.ndarray) -> tuple[float, float] | None:
-    """Share of the samples' frames that show a shape-sized region in their own prompt's shape colour, and in
-    another prompt's (the colour of the largest foreground region of each prompt's real clip, first frame).
-    Samples that draw their prompts' shapes score well above the others' share; None with fewer than two prompts
-    or where a prompt's clip shows no shape (real footage)."""
-    colours = [foreground_colour(clip[0]) for clip in prompt_clips]
-    if len(colours) < 2 or any(colour is None for colour in colours):
-        return None
+def colour_shares(samples: np.ndarray, colours: list[np.ndarray]) -> tuple[float, float]:
+    """Share of the samples' frames (prompt-major per repetition) that show a shape-sized region in their own
+    prompt's colour, and in another prompt's."""
     own, others = [], []
     for index, video in enumerate(samples):
         for prompt, colour in enumerate(colours):
             shown = float(np.mean([shows_colour(frame, colour) for frame in video]))
             (own if prompt == index % len(colours) else others).append(shown)
     return float(np.mean(own)), float(np.mean(others))
+
+
+def shape_check(samples: np.ndarray, prompt_clips: np.ndarray) -> tuple[float, float] | None:
+    """`colour_shares` with each prompt's shape colour taken from its real clip (the largest foreground region of
+    its first frame). Samples that draw their prompts' shapes score well above the others' share; None with fewer
+    than two prompts or where a prompt's clip shows no shape (real footage)."""
+    colours = [foreground_colour(clip[0]) for clip in prompt_clips]
+    if len(colours) < 2 or any(colour is None for colour in colours):
+        return None
+    return colour_shares(samples, colours)
 
 
 def prompt_following(samples: np.ndarray, prompt_clips: np.ndarray) -> float | None:
