@@ -171,7 +171,8 @@ class OpenCLIPTextEncoder(nn.Module):
 
     def cached_features(self, texts: list[str]) -> torch.Tensor:
         """A frozen tower's features of each caption, computed once: a training corpus repeats its captions every
-        epoch, and on the tiny profile the tokenizer and tower cost about 5 % of a proxy's step. The most recent
+        epoch, and on the tiny profile the tokenizer and tower cost about 5 % of the image model's step
+        (benchmarks/text_feature_cache.py). The most recent
         `FEATURE_CACHE_SIZE` captions are kept, keyed by autocast state, device and dtype as well as by text."""
         device = self.token_embedding.weight.device
         mode = (device, self.token_embedding.weight.dtype, torch.is_autocast_enabled(device.type))
