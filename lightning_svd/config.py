@@ -167,12 +167,14 @@ def apply_block(cfg: DictConfig, block: dict, prefix: str = "") -> None:
 
 
 def set_key(cfg: DictConfig, key: str, value, raw: str) -> None:
-    """Set one existing key (or a Lightning `Trainer` argument under `trainer.`), keeping its type."""
+    """Set one existing key (or a Lightning `Trainer` argument under `trainer.`, or any key of a free-form section
+    such as `train.unet.options`), keeping its type."""
     parent_key, _, leaf = key.rpartition(".")
     # Keys are listed rather than tested with `in`, which is False for a key whose value is ??? (unset).
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
     if not isinstance(parent, DictConfig) or leaf not in list(parent.keys()):
-        if parent_key == "trainer" and isinstance(parent, DictConfig) and leaf in trainer_arguments():
+        free = parent_key == "trainer" and leaf in trainer_arguments() or parent_key in free_form_sections()
+        if isinstance(parent, DictConfig) and free:
             with open_dict(parent):
                 parent[leaf] = value
             return

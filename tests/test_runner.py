@@ -273,3 +273,11 @@ def test_a_run_context_closes_its_log_files_when_its_with_block_ends(tmp_path):
         ctx.log.info("inside")
         assert ctx.log.handlers
     assert not ctx.log.handlers and "inside" in (tmp_path / "run" / "run.log").read_text()
+
+
+def test_a_free_form_section_takes_new_keys_from_the_command_line():
+    """`train.unet.options` holds UNetConfig fields over the preset: any of them may be set as a dotted key."""
+    cfg = load_config("ablation_proxy", "tiny", ["train.unet.options.model_channels=48"])
+    assert cfg.train.unet.options.model_channels == 48
+    with pytest.raises(UserError, match="did you mean 'train.unet.options'"):
+        load_config("ablation_proxy", "tiny", ["train.unet.optoins.model_channels=48"])
