@@ -35,9 +35,7 @@ class UNetConfig:
     vector conditioning (`label_emb`). `temporal=False` builds the plain image UNet. GroupNorm epsilons:
     `resnet_eps` everywhere (and the output norm) except the ResBlocks named in `resnet_eps_overrides`
     (site path -> eps, e.g. diffusers folders use 1e-6 in some blocks); transformers use
-    `transformer_norm_eps`. `context_pooling_queries` > 0 adds the caption to the time embedding as well, pooled by
-    that many learned attention queries over the context tokens (`ContextPooling`; not in the released models, which
-    read the caption through cross-attention alone).
+    `transformer_norm_eps`.
     """
 
     in_channels: int = 4
@@ -63,7 +61,6 @@ class UNetConfig:
     transformer_norm_eps: float = 1e-6
     attention_max_batch_heads: int = 32768
     gradient_checkpointing: bool = False
-    context_pooling_queries: int = 0
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
@@ -86,8 +83,6 @@ class UNetConfig:
                 raise ValueError(f"level {level} width {channels} cannot be split into {heads} attention heads")
         if self.temporal_kernel_size % 2 == 0:
             raise ValueError(f"temporal_kernel_size must be odd, got {self.temporal_kernel_size}")
-        if self.context_pooling_queries < 0:
-            raise ValueError(f"context_pooling_queries must be >= 0, got {self.context_pooling_queries}")
 
     def level_channels(self, level: int) -> int:
         return self.model_channels * self.channel_mult[level]
@@ -169,23 +164,6 @@ def unet_layout(config: UNetConfig) -> list[LayerSite]:
     return sites
 
 
-class ContextPooling(nn.Module):
-    """The caption as one vector for the time embedding: `queries` learned queries attend over the context tokens
-    and their pooled features are projected to `out_dim` (zero-initialised, so it starts as a no-op). Every ResBlock
-    then sees the caption through its scale and shift, where cross-attention reaches only the blocks that have it: a
-    tiny UNet with attention in its middle block alone learns to follow the caption faster this way."""
-
-    def __init__(self, context_dim: int, queries: int, out_dim: int):
-        super().__init__()
-        self.queries = nn.Parameter(torch.randn(queries, context_dim) / context_dim**0.5)
-        self.keys = nn.Linear(context_dim, context_dim, bias=False)
-        self.project = zero_initialised(nn.Linear(queries * context_dim, out_dim))
-
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
-        weights = torch.einsum("qd,nld->nql", self.queries.to(context.dtype), self.keys(context)).softmax(dim=-1)
-        return self.project(torch.einsum("nql,nld->nqd", weights, context).flatten(1))
-
-
 class VideoUNet(nn.Module):
     """`unet(x, c_noise, context, y=None, num_frames=T, image_only_indicator=None) -> (B*T, C_out, H, W)`.
 
@@ -211,10 +189,6 @@ class VideoUNet(nn.Module):
                     nn.Linear(config.time_embed_dim, config.time_embed_dim),
                 )
             )
-        self.context_pooling = None
-        if config.context_pooling_queries:
-            self.context_pooling = ContextPooling(config.context_dim, config.context_pooling_queries,
-                                                  config.time_embed_dim)
         blocks: dict[str, list[nn.Module]] = {}
         for site in unet_layout(config):
             blocks.setdefault(site.block, []).append(self._build_layer(site))
@@ -323,8 +297,6 @@ class VideoUNet(nn.Module):
         emb = self.time_embed(timestep_embedding(c_noise, self.config.model_channels).to(x.dtype))
         if self.label_emb is not None:
             emb = emb + self.label_emb(y.to(x.dtype))
-        if self.context_pooling is not None:
-            emb = emb + self.context_pooling(context.to(x.dtype))
         if image_only_indicator is None:
             image_only = torch.zeros(frames, dtype=torch.bool, device=x.device)
             run_temporal = self.config.temporal

@@ -156,21 +156,3 @@ def test_temporal_transformer_extra_feed_forward_is_optional_and_read_from_weigh
         loaded = load_unet(save_unet_official(without, tmp_path / "no_ff.safetensors"))
         assert loaded.config.extra_ff_mix_layer is False
         assert torch.equal(loaded(x, c_noise, context, y, num_frames=frames), expected)
-
-
-def test_context_pooling_starts_as_a_no_op_and_then_carries_the_caption():
-    """The pooled caption enters the time embedding: zero-initialised it changes nothing; trained it makes the output
-    depend on the context even without cross-attention anywhere but the middle block."""
-    plain = build_unet("tiny", attention_levels=())
-    pooled = build_unet("tiny", attention_levels=(), context_pooling_queries=2)
-    pooled.load_state_dict(plain.state_dict(), strict=False)
-    x, c_noise, context, y, frames = tiny_inputs(pooled)
-    assert torch.equal(pooled(x, c_noise, context, y, num_frames=frames),
-                       plain(x, c_noise, context, y, num_frames=frames))
-    randomised(pooled)
-    other = context.clone()
-    other[:, 0] = -other[:, 0]
-    assert not torch.allclose(pooled.context_pooling(context), pooled.context_pooling(other))
-    assert pooled.context_pooling(context).shape == (x.shape[0], pooled.config.time_embed_dim)
-    with pytest.raises(ValueError, match="context_pooling_queries"):
-        build_unet("tiny", context_pooling_queries=-1)
