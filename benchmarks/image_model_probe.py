@@ -1,7 +1,8 @@
 """Probe a tiny image-model recipe: train the ablation's image model with extra overrides, sample the fixed prompts,
 and print what the samples look like in numbers (grain, contrast, how often a sample's mean colour is nearest its
 own prompt's background colour among the prompts', chance 25 %, and how often a sample shows a shape-sized region in
-its own prompt's shape colour against the other prompts').
+its own prompt's shape colour against the other prompts'), then the same for 8 captions of its own training clips
+(scenes it saw; chance 12.5 %).
 
     PYTHONPATH=. python benchmarks/image_model_probe.py OUT [key=value ...] [--steps 600] [--threads 1]
         [--corpus texture=0 ...]
@@ -23,9 +24,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from omegaconf import OmegaConf
 
+from lightning_svd.ablation.data import clip_caption
 from lightning_svd.ablation.evaluate import colour_shares, grain, prompt_following, sample_arm
 from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.config import load_config
@@ -52,6 +55,14 @@ def shapes_shown(videos: np.ndarray, prompts: list[dict]) -> tuple[float, float]
     """The ablation's shape check (`colour_shares`) with the prompts' named shape colours."""
     names = [re.search(r"behind (?:a|an|two|three) (\w+) ", p["text"]).group(1) for p in prompts]
     return colour_shares(videos, [np.array(COLORS[name], np.float32) for name in names])
+
+
+def training_prompts(table: Path, count: int) -> list[dict]:
+    """`count` distinct captions of the image model's own training clips, drawn with a fixed seed: what it draws for
+    scenes it saw, against the fixed prompts' colour pairs, which its corpus need not hold."""
+    captions = list(dict.fromkeys(filter(None, map(clip_caption, pq.read_table(table).to_pylist()))))
+    chosen = np.random.default_rng(0).choice(len(captions), min(count, len(captions)), replace=False)
+    return [{"id": f"seen{i}", "text": captions[index]} for i, index in enumerate(chosen)]
 
 
 def main() -> None:
@@ -83,14 +94,19 @@ def main() -> None:
         "a teal textured background behind two brown squares moving quickly as the camera pans down-left",
         "a green textured background behind three purple circles moving quickly as the camera pans down-right, "
         "with the words 'WWW.EXAMPLE.COM' on screen"])]
-    videos = sample_arm(load_stage(trained["checkpoint"]), prompts, 6, 0, 1, args.sampling_steps,
-                        str(cfg.trainer.precision))
+    stage = load_stage(trained["checkpoint"])
+    videos = sample_arm(stage, prompts, 6, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
     np.save(args.out / "samples.npy", videos)
+    seen = training_prompts(args.out / "clip_table.parquet", 8)
+    seen_videos = sample_arm(stage, seen, 4, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
+    np.save(args.out / "seen_samples.npy", seen_videos)
     report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],
               "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
               "contrast": round(float(contrast(videos).mean()), 1),
               "background_following": round(background_following(videos, prompts), 3),
               "shapes_own_others": [round(share, 3) for share in shapes_shown(videos, prompts)],
+              "seen_background_following": round(background_following(seen_videos, seen), 3),
+              "seen_shapes_own_others": [round(share, 3) for share in shapes_shown(seen_videos, seen)],
               "overrides": args.overrides,
               "corpus": args.corpus}
     (args.out / "probe.json").write_text(json.dumps(report, indent=1))

@@ -107,10 +107,14 @@ class OpenCLIPTextEncoder(nn.Module):
     """open_clip text transformer returning per-token features (B*T, L, width).
 
     `layer="penultimate"` (SD 2.1, the paper's text-to-video models) stops one block early; the final
-    LayerNorm is applied either way, as SD 2.1 did.
+    LayerNorm is applied either way, as SD 2.1 did. Without `weights` the tower's random weights come from a fixed
+    seed (`RANDOM_TOWER_SEED`, whatever the run's seed), so like a pretrained frozen tower it is the same in every run:
+    a UNet trained on its features (the tiny image model every ablation arm starts from) meets the same features
+    wherever its weights are loaded.
     """
 
     LAYERS = ("last", "penultimate")
+    RANDOM_TOWER_SEED = 0
     FEATURE_CACHE_SIZE = 256
     accepts_text = True
 
@@ -129,7 +133,9 @@ class OpenCLIPTextEncoder(nn.Module):
             raise ValueError(f"layer must be one of {self.LAYERS}, got {layer!r}")
         config = open_clip_config(model)
         text_config = CLIPTextCfg(**config["text_cfg"])
-        tower = _build_text_tower(config["embed_dim"], text_config, quick_gelu=config.get("quick_gelu", False))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.RANDOM_TOWER_SEED)
+            tower = _build_text_tower(config["embed_dim"], text_config, quick_gelu=config.get("quick_gelu", False))
         self.token_embedding = tower.token_embedding
         self.positional_embedding = tower.positional_embedding
         self.transformer = tower.transformer

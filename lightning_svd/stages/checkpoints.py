@@ -132,6 +132,14 @@ def released_stage_weights(tensors: dict[str, torch.Tensor], source: Path) -> di
     return weights
 
 
+def released_unet_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A stage checkpoint's UNet (its EMA where kept) under the released names (`model.diffusion_model.*`): what
+    `released_stage_weights` reads back, so any stage of the same UNet can start from it through init_from."""
+    unet, (released, *_) = "unet.", next(iter(RELEASED_MODELS.items()))
+    return {released + key[len(unet):]: tensor.contiguous()
+            for key, tensor in averaged_state_dict(read_checkpoint(path)).items() if key.startswith(unet)}
+
+
 def diffusers_models(folder: Path) -> dict[str, Path]:
     """The UNet and autoencoder folders of a diffusers pipeline (`unet/`, `vae/`) or of one model's folder, by the
     class each config.json names."""

@@ -23,7 +23,7 @@ from lightning_svd.tasks import ablation
 SPEC_ARM_KEYS = {"name", "removed_fraction", "num_clips", "threshold", "train_steps", "final_loss", "fvd"}
 OVERRIDES = [
     "corpus.num_videos=8", "corpus.min_seconds=4.0", "corpus.max_seconds=5.0", "corpus.seed=3",
-    "corpus.degraded_fraction=0.4",
+    "corpus.degraded_fraction=0.4", "ablation.image_init.corpus.num_videos=8",
     "ablation.curation_overrides=[curation.clip.enabled=false, curation.ocr.backend=none, curation.workers=1]",
     "ablation.removed_fractions=[0.0, 0.5]", "ablation.heldout.video_fraction=0.4",
     "ablation.prompts.count=2", "ablation.sampling.steps=2", "ablation.sampling.samples_per_prompt=2",

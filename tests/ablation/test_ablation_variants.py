@@ -8,13 +8,23 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import torch
+from omegaconf import OmegaConf
 from test_ablation_task import TWO_STEPS, run_ablation
 
 from data_modules.corpus_table import corpus_clip_rows
-from lightning_svd.ablation.variants import caption_arms, pretrained_image_model
+from lightning_svd.ablation.recipe import proxy_recipe
+from lightning_svd.ablation.variants import (
+    SHIPPED_IMAGE_MODELS,
+    cached_image_model,
+    caption_arms,
+    pretrained_image_model,
+)
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
+from lightning_svd.models.state_dict_io import read_state_dict, write_state_dict
 from lightning_svd.run_context import RunContext
+from lightning_svd.stages import STAGES, load_init_weights
+from lightning_svd.stages.checkpoints import init_source_weights, released_unet_weights
 
 ONE_SEED = ["ablation.seeds=[0]", "ablation.study.enabled=false"]
 
@@ -83,9 +93,33 @@ def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
     runs = {a["name"]: json.loads((run_dir / "arms" / a["name"] / "seed0" / "results.json").read_text())
             for a in results["arms"]}
     assert runs["image_init_on"]["init_from"] == results["image_model"] and runs["image_init_off"]["init_from"] is None
-    pretrained = torch.load(results["image_model"], weights_only=False)["hyper_parameters"]["stage"]
+    checkpoint = torch.load(results["image_model"], weights_only=False)
+    pretrained = checkpoint["hyper_parameters"]["stage"]
     assert pretrained["name"] == "image" and pretrained["num_frames"] == 1
     assert "From random to image-pretrained spatial layers" in results["notes"]
+    # Shipped in SD's released layout (scripts/ship_image_model.py), it gives back the UNet's EMA weights.
+    released = write_state_dict(released_unet_weights(results["image_model"]), tmp_path / "image.safetensors")
+    assert all(key.startswith("model.diffusion_model.") for key in read_state_dict(released))
+    shadow = checkpoint["ema"]["shadow"]["unet.out.2.weight"]
+    assert not torch.equal(shadow, checkpoint["state_dict"]["unet.out.2.weight"])
+    assert torch.equal(init_source_weights(released)["denoiser.network.out.2.weight"], shadow)
+
+
+def test_the_main_job_starts_every_arm_from_the_shipped_image_model(tmp_path, monkeypatch):
+    """The tiny recipe's image model trains for 12 minutes, longer than the demo may take, so it ships with the code
+    under its key. Fails when a change to the tiny recipe or the image corpus changes that key (the main job would
+    then train one for 12 minutes): rerun scripts/ship_image_model.py."""
+    cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}"])
+    monkeypatch.setattr("lightning_svd.training.train", lambda *args: pytest.fail("trained an image model"))
+    shipped = Path(pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), None, 0))
+    assert shipped.parent == SHIPPED_IMAGE_MODELS and len(list(SHIPPED_IMAGE_MODELS.glob("*.safetensors"))) == 1
+    proxy = proxy_recipe(cfg)
+    arm = STAGES[proxy.train.name](stage=OmegaConf.to_container(proxy.train, resolve=True))
+    counts = load_init_weights(arm, shipped)
+    state = arm.state_dict()
+    for key, tensor in read_state_dict(shipped).items():
+        assert torch.equal(state["unet." + key.removeprefix("model.diffusion_model.")], tensor), key
+    assert counts["dropped"] == 0 and counts["copied"] == 2 * len(read_state_dict(shipped))
 
 
 def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corpus, tmp_path):
@@ -127,7 +161,8 @@ def test_the_image_model_batch_fits_the_subset(small_corpus, tmp_path, monkeypat
 
 def test_the_image_model_trains_on_a_clean_corpus_of_its_own(small_corpus, tmp_path, monkeypatch):
     """SD 2.1 never saw the video subset: by default the stand-in trains on a corpus of its own (another seed, no
-    planted degradation, the ablation corpus' look), keyed by that corpus, so every subset and arm shares it."""
+    planted degradation, the ablation corpus' look), keyed by that corpus, so every subset and arm shares it (the
+    training path; the tiny recipe's model also ships with the code)."""
     subset = pa.Table.from_pylist(corpus_clip_rows(small_corpus))
     cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}"])
     seen = []
@@ -139,7 +174,7 @@ def test_the_image_model_trains_on_a_clean_corpus_of_its_own(small_corpus, tmp_p
     monkeypatch.setattr("lightning_svd.training.train", record)
     for clips in (subset, subset.slice(1)):
         with pytest.raises(RuntimeError, match="stop after the config"):
-            pretrained_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), clips, seed=0)
+            cached_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), clips, seed=0)
     (table, corpus, first_dir), (_, _, second_dir) = seen
     assert table is None and first_dir == second_dir
     assert corpus["seed"] == cfg.ablation.image_init.corpus.seed != cfg.corpus.seed

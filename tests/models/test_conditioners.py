@@ -85,6 +85,20 @@ def test_text_encoder_loads_open_clip_and_sd21_files_and_picks_the_penultimate_l
     assert encoder.depth == 2 and last.depth == 3
 
 
+def test_a_random_text_tower_is_the_same_in_every_run_and_leaves_the_run_seed_alone():
+    """A UNet trained on a random tower's features must meet the same tower wherever its weights load; building
+    the tower draws nothing from the run's random stream."""
+    torch.manual_seed(1)
+    first = OpenCLIPTextEncoder(TINY_CLIP)
+    after_tower = torch.rand(3)
+    torch.manual_seed(2)
+    second = OpenCLIPTextEncoder(TINY_CLIP)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after_tower)
+
+
 def test_image_embedder_preprocesses_and_matches_open_clip(reference_clip, tmp_path):
     official = {f"conditioner.embedders.0.open_clip.model.{k}": v for k, v in reference_clip.state_dict().items()}
     official["first_stage_model.decoder.conv_in.weight"] = torch.zeros(1)
