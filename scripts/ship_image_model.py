@@ -30,7 +30,7 @@ def main(overrides: list[str]) -> Path:
     if cfg.ablation.image_init.data != "corpus":
         raise SystemExit("error: only an image model trained on a corpus of its own ships (ablation.image_init.data)")
     folder = cached_image_model(cfg, RunContext(Path(str(cfg.cache_dir)).expanduser(), log), None,
-                                int(cfg.ablation.seeds[0]))
+                                int(cfg.ablation.image_init.seed))
     SHIPPED_IMAGE_MODELS.mkdir(exist_ok=True)
     for old in SHIPPED_IMAGE_MODELS.glob("*.safetensors"):
         old.unlink()

@@ -102,7 +102,7 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     `image_init.data=subset` trains on the subset's frames instead. The model is cached under `cache_dir`, keyed by
     its data, the image recipe and the seed, so every later ablation reuses it (as every paper arm reuses SD 2.1);
     an interrupted pretraining resumes from its last checkpoint. A model of the same key shipped with the code
-    (`SHIPPED_IMAGE_MODELS`: the tiny recipe's, seed 0) is used instead of training one.
+    (`SHIPPED_IMAGE_MODELS`: the tiny recipe's, `ablation.image_init.seed` 0) is used instead of training one.
     """
     section = cfg.ablation.image_init
     if section.checkpoint:
@@ -118,7 +118,7 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
     shipped = shipped_image_model(key)
     if shipped is not None:
         ctx.log.info(f"image model every arm starts from: {shipped} (trained once by this recipe on {described} and "
-                     "shipped with the code; a changed recipe or seed trains its own, cached)")
+                     "shipped with the code; a changed recipe, image corpus or image_init.seed trains its own, cached)")
         return str(shipped)
     folder = cached_image_model(cfg, ctx, subset, seed)
     ctx.log.info(f"image model every arm starts from: {folder}")

@@ -345,7 +345,7 @@ ORDERINGS = {"curation": "From the uncurated to the curated arm",
              STAGE3: "From the image-model init to the uncurated- and the curated-pretrained init"}
 
 
-def build_arms(cfg, ctx, subset, seed: int) -> tuple[list, str | None]:
+def build_arms(cfg, ctx, subset) -> tuple[list, str | None]:
     """The arms of `ablation.criterion`: threshold arms per score, curated vs uncurated, caption sources,
     random vs image-pretrained spatial layers, or stage III's three initialisations (`build_stage3_arms`). With
     `ablation.image_init.every_arm` every arm starts from the image model (the paper's proxies start from SD 2.1,
@@ -355,7 +355,7 @@ def build_arms(cfg, ctx, subset, seed: int) -> tuple[list, str | None]:
     criterion = str(section.criterion)
     image_model = None
     if criterion in ("image_init", STAGE3) or section.image_init.every_arm:
-        image_model = pretrained_image_model(cfg, ctx, subset, seed)
+        image_model = pretrained_image_model(cfg, ctx, subset, int(section.image_init.seed))
     if criterion == "image_init":
         return image_init_arms(subset, image_model), image_model
     if criterion == STAGE3:
@@ -421,7 +421,7 @@ def plan_arms(cfg, ctx, seeds: list[int]) -> Plan:
                           int(held.max_clips), shape.num_frames, truth)
     subset = random_subset(split.train_pool, int(section.subset.seed), size=section.subset.size,
                            fraction=section.subset.fraction)
-    arms, image_model = build_arms(cfg, ctx, subset, seeds[0])
+    arms, image_model = build_arms(cfg, ctx, subset)
     arms, batch_note = fit_batch_to_arms(arms, int(proxy.train.data.batch_size))
     if batch_note:
         ctx.log.warning(batch_note)

@@ -114,11 +114,11 @@ def test_every_arm_starts_from_the_image_model_unless_switched_off(tmp_path):
     image_model = tmp_path / "image.ckpt"
     image_model.touch()
     cfg = load_config("ablation_aesthetic", "tiny", [f"ablation.image_init.checkpoint={image_model}"])
-    arms, used = ablation.build_arms(cfg, None, scored_table(), seed=0)
+    arms, used = ablation.build_arms(cfg, None, scored_table())
     assert used == str(image_model) and len(arms) == 4
     assert all(arm.proxy_overrides[0] == f"init_from={image_model}" for arm in arms)
     cfg.ablation.image_init.every_arm = False
-    arms, used = ablation.build_arms(cfg, None, scored_table(), seed=0)
+    arms, used = ablation.build_arms(cfg, None, scored_table())
     assert used is None and all(not arm.proxy_overrides for arm in arms)
 
 

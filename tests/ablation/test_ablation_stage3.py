@@ -55,7 +55,7 @@ def test_each_arm_finetunes_the_high_quality_set_from_its_own_initialisation(tmp
         f"ablation.image_init.checkpoint={paths['image']}", f"ablation.stage3.curated_checkpoint={paths['curated']}",
         f"ablation.stage3.uncurated_checkpoint={paths['uncurated']}"])
     table = scored_table()
-    arms, image_model = ablation.build_arms(cfg, None, table, seed=0)
+    arms, image_model = ablation.build_arms(cfg, None, table)
     assert image_model == str(paths["image"])
     assert [arm.name for arm in arms] == ["init_image", "init_uncurated", "init_curated"]
     assert [arm.proxy_overrides for arm in arms] == [(f"init_from={paths[name]}",)

@@ -196,7 +196,7 @@ def first_arm_proxy(checkpoint, clip_table, tmp_path):
         "train.data.batch_size=1",
         "trainer.max_steps=1",
     ]
-    arms, used = ablation.build_arms(cfg, None, pq.read_table(clip_table), seed=0)
+    arms, used = ablation.build_arms(cfg, None, pq.read_table(clip_table))
     assert used == str(checkpoint) and arms[0].proxy_overrides[0] == f"init_from={checkpoint}"
     table = write_arm_table(arms[0].table, tmp_path / "arm.parquet")
     return ablation.proxy_config(cfg, table, 0, tmp_path / "arm", arms[0].proxy_overrides)
