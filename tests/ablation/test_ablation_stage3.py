@@ -65,7 +65,9 @@ def test_each_arm_finetunes_the_high_quality_set_from_its_own_initialisation(tmp
         assert sorted(arm.table["aesthetic_score"].to_pylist()) == best
         assert arm.removed_fraction == 0.75 and arm.threshold == best[0]
     proxy = ablation.proxy_config(cfg, tmp_path / "clips.parquet", 1, tmp_path / "run", arms[2].proxy_overrides)
-    assert proxy.init_from == str(paths["curated"]) and proxy.trainer.max_steps == 80  # the finetuning block
+    assert proxy.init_from == str(paths["curated"])
+    finetune_steps = cfg.ablation.stage3.finetune.trainer.max_steps  # the finetuning block, not the pretraining's
+    assert proxy.trainer.max_steps == finetune_steps != cfg.ablation.proxy.trainer.max_steps
 
 
 def test_an_arm_seed_starts_from_the_pretraining_of_its_own_seed(tmp_path):
