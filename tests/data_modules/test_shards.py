@@ -16,6 +16,7 @@ from data_modules.shards import BucketBatchSampler, ShardDataModule
 from lightning_svd import training
 from lightning_svd.config import load_config
 from lightning_svd.errors import UserError
+from lightning_svd.models.conditioners import OpenCLIPTextEncoder
 from lightning_svd.run_context import create_run
 from lightning_svd.tasks import precompute
 
@@ -178,7 +179,8 @@ def test_run_resumed_mid_epoch_from_shards_matches_uninterrupted(text_shards, tm
     assert expected.keys() == got.keys() and not changed, changed[:5]
 
 
-def test_shards_of_other_encoders_are_refused(text_shards, tmp_path):
+def test_shards_of_other_encoders_are_refused(text_shards, tmp_path, monkeypatch):
     shards, _ = text_shards
+    monkeypatch.setattr(OpenCLIPTextEncoder, "RANDOM_TOWER_SEED", 1)  # another random tower: other encoder weights
     with pytest.raises(UserError, match="txt_embedding from other encoder weights"):
-        train_from(shards, tmp_path / "other", "seed=1")
+        train_from(shards, tmp_path / "other")
