@@ -82,8 +82,10 @@ def image_model_config(cfg, subset: pa.Table, seed: int):
 
 
 def image_model_key(image, data_key: str, seed: int) -> str:
-    """What decides the image model: its data, its seed and its recipe (not where it runs)."""
+    """What decides the image model: its data, its seed and its training recipe (not where it runs, nor how it would
+    sample: the arms' guidance or sampler settings must not retrain, or miss the shipped model)."""
     recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
+    recipe["train"]["diffusion"].pop("sampling", None)
     return hashlib.sha256(json.dumps([data_key, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -121,6 +121,9 @@ def test_the_main_job_starts_every_arm_from_the_shipped_image_model(tmp_path, mo
     for key, tensor in read_state_dict(shipped).items():
         assert torch.equal(state["unet." + key.removeprefix("model.diffusion_model.")], tensor), key
     assert counts["dropped"] == 0 and counts["copied"] == 2 * len(read_state_dict(shipped))
+    sampled_otherwise = load_config("ablation_aesthetic", "tiny", [
+        f"cache_dir={tmp_path / 'cache'}", "ablation.proxy.train.diffusion.sampling.guider.scale=3"])
+    assert Path(pretrained_image_model(sampled_otherwise, ctx, None, 0)) == shipped  # sampling never retrains
 
 
 def test_an_interrupted_image_pretraining_resumes_from_its_checkpoint(small_corpus, tmp_path):
