@@ -3,8 +3,9 @@
 Trains the image model every ablation arm starts from exactly as `python run.py experiment=ablation_aesthetic` does
 (or takes it from the cache), then writes its averaged UNet weights in SD's released layout to
 `lightning_svd/ablation/weights/<key>.safetensors`, the name the ablation looks for before it trains one. Run it
-after changing the tiny proxy recipe or the image model's corpus (tests/ablation/test_shipped_image_model.py says
-when the shipped file no longer matches); the tiny recipe trains for about 12 minutes on 2 cores.
+after changing the tiny proxy recipe or the image model's corpus (the test
+test_the_main_job_starts_every_arm_from_the_shipped_image_model says when the shipped file no longer matches); the
+tiny recipe trains for about 12 minutes on 2 cores.
 
     python scripts/ship_image_model.py [key=value ...]
 """
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 from lightning_svd import training
-from lightning_svd.ablation.variants import SHIPPED_IMAGE_MODELS, cached_image_model
+from lightning_svd.ablation.variants import SHIPPED_IMAGE_MODELS, cached_image_model, image_model_config
 from lightning_svd.config import load_config
 from lightning_svd.models.state_dict_io import write_state_dict
 from lightning_svd.quiet import silence_third_party
@@ -28,9 +29,10 @@ def main(overrides: list[str]) -> Path:
     log = logging.getLogger("ship_image_model")
     cfg = load_config("ablation_aesthetic", "tiny", overrides, check_paths=False)
     if cfg.ablation.image_init.data != "corpus":
-        raise SystemExit("error: only an image model trained on a corpus of its own ships (ablation.image_init.data)")
-    folder = cached_image_model(cfg, RunContext(Path(str(cfg.cache_dir)).expanduser(), log), None,
-                                int(cfg.ablation.image_init.seed))
+        raise SystemExit("error: only an image model trained on a corpus of its own ships; drop ablation.image_init.data "
+                         f"(it is {cfg.ablation.image_init.data!r}; the shipped one uses corpus)")
+    model = image_model_config(cfg, None, int(cfg.ablation.image_init.seed))
+    folder = cached_image_model(cfg, RunContext(Path(str(cfg.cache_dir)).expanduser(), log), None, model)
     SHIPPED_IMAGE_MODELS.mkdir(exist_ok=True)
     for old in SHIPPED_IMAGE_MODELS.glob("*.safetensors"):
         old.unlink()

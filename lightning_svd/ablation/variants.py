@@ -11,9 +11,10 @@
 import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from data_modules.arms import Arm
 from lightning_svd import training
@@ -64,8 +65,16 @@ def image_init_arms(table: pa.Table, image_checkpoint: str) -> list[Arm]:
             Arm("image_init_on", "image_init", 0.0, None, table, (f"init_from={image_checkpoint}",))]
 
 
-def image_model_config(cfg, subset: pa.Table, seed: int):
-    """The image-only proxy's training config, a key of the data it sees, and that data in words."""
+class ImageModel(NamedTuple):
+    """The image-only proxy to train: its config, its cache key and its data in words."""
+
+    config: DictConfig
+    key: str
+    described: str
+
+
+def image_model_config(cfg, subset: pa.Table | None, seed: int) -> ImageModel:
+    """The image-only proxy's training config, keyed by the data it sees, its seed and its recipe."""
     section = cfg.ablation.image_init
     image = proxy_recipe(cfg, image=True)
     image.seed, image.cache_dir, image.resume = seed, cfg.cache_dir, True
@@ -78,7 +87,7 @@ def image_model_config(cfg, subset: pa.Table, seed: int):
         image.train.data.batch_size = min(int(image.train.data.batch_size), subset.num_rows)
         data_key = "|".join(str(c) for c in subset.column("clip_id").to_pylist())
         described = "the subset's frames"
-    return image, data_key, described
+    return ImageModel(image, image_model_key(image, data_key, seed), described)
 
 
 def image_model_key(image, data_key: str, seed: int) -> str:
@@ -115,23 +124,23 @@ def pretrained_image_model(cfg, ctx, subset: pa.Table, seed: int) -> str:
         return str(path)
     if section.data not in IMAGE_DATA:
         raise UserError(f"ablation.image_init.data={section.data!r}; choose one of {', '.join(IMAGE_DATA)}")
-    image, data_key, described = image_model_config(cfg, subset, seed)
-    key = image_model_key(image, data_key, seed)
-    shipped = shipped_image_model(key)
+    model = image_model_config(cfg, subset, seed)
+    shipped = shipped_image_model(model.key)
     if shipped is not None:
-        ctx.log.info(f"image model every arm starts from: {shipped} (trained once by this recipe on {described} and "
-                     "shipped with the code; a changed recipe, image corpus or image_init.seed trains its own, cached)")
+        ctx.log.info(f"image model every arm starts from: {shipped} (trained once by this recipe on "
+                     f"{model.described} and shipped with the code; a changed recipe, image corpus or "
+                     "image_init.seed trains its own, cached)")
         return str(shipped)
-    folder = cached_image_model(cfg, ctx, subset, seed)
+    folder = cached_image_model(cfg, ctx, subset, model)
     ctx.log.info(f"image model every arm starts from: {folder}")
     return str(training.last_checkpoint(folder))
 
 
-def cached_image_model(cfg, ctx, subset: pa.Table | None, seed: int) -> Path:
-    """The image-only proxy of `ablation.image_init`, trained here once and cached under its key (`subset` is read
-    only with `image_init.data=subset`)."""
+def cached_image_model(cfg, ctx, subset: pa.Table | None, model: ImageModel) -> Path:
+    """The image-only proxy `model` (`image_model_config`), trained here once and cached under its key (`subset` is
+    read only with `image_init.data=subset`)."""
     section = cfg.ablation.image_init
-    image, data_key, described = image_model_config(cfg, subset, seed)
+    image, described = model.config, model.described
 
     def pretrain(work: Path) -> None:
         if section.data == "subset":
@@ -142,5 +151,4 @@ def cached_image_model(cfg, ctx, subset: pa.Table | None, seed: int) -> Path:
                      f"cached for later ablations")
         training.train(image, RunContext(work, ctx.log))  # alone, on the ablation process' threads
 
-    return build_once_resuming(Path(str(cfg.cache_dir)).expanduser() / IMAGE_MODELS,
-                               image_model_key(image, data_key, seed), pretrain)
+    return build_once_resuming(Path(str(cfg.cache_dir)).expanduser() / IMAGE_MODELS, model.key, pretrain)

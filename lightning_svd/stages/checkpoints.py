@@ -27,7 +27,8 @@ from lightning_svd.models.unet_checkpoints import read_diffusers_unet
 from lightning_svd.models.unet_diffusers import IMAGE_CLASS, VIDEO_CLASS
 
 # Released names -> the names a stage gives the same module (the UNet is also reachable as denoiser.network).
-RELEASED_MODELS = {"model.diffusion_model.": ("unet.", "denoiser.network."), "first_stage_model.": ("autoencoder.",)}
+RELEASED_UNET = "model.diffusion_model."
+RELEASED_MODELS = {RELEASED_UNET: ("unet.", "denoiser.network."), "first_stage_model.": ("autoencoder.",)}
 INIT_SOURCES = ("init_from takes a stage's .ckpt or run dir, released weights (an SD 2.1 ldm .ckpt/.safetensors or "
                 "an official SVD .safetensors) or a diffusers folder")
 
@@ -135,9 +136,8 @@ def released_stage_weights(tensors: dict[str, torch.Tensor], source: Path) -> di
 def released_unet_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A stage checkpoint's UNet (its EMA where kept) under the released names (`model.diffusion_model.*`): what
     `released_stage_weights` reads back, so any stage of the same UNet can start from it through init_from."""
-    unet, (released, *_) = "unet.", next(iter(RELEASED_MODELS.items()))
-    return {released + key[len(unet):]: tensor.contiguous()
-            for key, tensor in averaged_state_dict(read_checkpoint(path)).items() if key.startswith(unet)}
+    return {RELEASED_UNET + key.removeprefix("unet."): tensor.contiguous()
+            for key, tensor in averaged_state_dict(read_checkpoint(path)).items() if key.startswith("unet.")}
 
 
 def diffusers_models(folder: Path) -> dict[str, Path]:

@@ -17,6 +17,7 @@ from lightning_svd.ablation.variants import (
     SHIPPED_IMAGE_MODELS,
     cached_image_model,
     caption_arms,
+    image_model_config,
     pretrained_image_model,
 )
 from lightning_svd.config import load_config
@@ -178,7 +179,8 @@ def test_the_image_model_trains_on_a_clean_corpus_of_its_own(small_corpus, tmp_p
     monkeypatch.setattr("lightning_svd.training.train", record)
     for clips in (subset, subset.slice(1)):
         with pytest.raises(RuntimeError, match="stop after the config"):
-            cached_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), clips, seed=0)
+            cached_image_model(cfg, RunContext(tmp_path / "run", logging.getLogger("test")), clips,
+                               image_model_config(cfg, clips, seed=0))
     (table, corpus, first_dir), (_, _, second_dir) = seen
     assert table is None and first_dir == second_dir
     assert corpus["seed"] == cfg.ablation.image_init.corpus.seed != cfg.corpus.seed
