@@ -29,8 +29,8 @@ def main(overrides: list[str]) -> Path:
     log = logging.getLogger("ship_image_model")
     cfg = load_config("ablation_aesthetic", "tiny", overrides, check_paths=False)
     if cfg.ablation.image_init.data != "corpus":
-        raise SystemExit("error: only an image model trained on a corpus of its own ships; drop ablation.image_init.data "
-                         f"(it is {cfg.ablation.image_init.data!r}; the shipped one uses corpus)")
+        raise SystemExit("error: only an image model trained on a corpus of its own ships; drop "
+                         f"ablation.image_init.data={cfg.ablation.image_init.data} (the shipped one uses corpus)")
     model = image_model_config(cfg, None, int(cfg.ablation.image_init.seed))
     folder = cached_image_model(cfg, RunContext(Path(str(cfg.cache_dir)).expanduser(), log), None, model)
     SHIPPED_IMAGE_MODELS.mkdir(exist_ok=True)
