@@ -5,7 +5,10 @@ its own prompt's shape colour against the other prompts'), then the same for 8 c
 (scenes it saw; chance 12.5 %).
 
     PYTHONPATH=. python benchmarks/image_model_probe.py OUT [key=value ...] [--steps 600] [--threads 1]
-        [--corpus texture=0 ...]
+        [--corpus texture=0 ...] [--checkpoint CKPT]
+
+`--checkpoint` samples an image model trained already (a cached one: <cache>/image_models/<key>/checkpoints/
+last.ckpt) instead of training one; the corpus options then name the corpus it was trained on, for its captions.
 
 The overrides go over the ablation's proxy recipe and image-pretraining blocks (`ablation.proxy`,
 `ablation.image_init.pretrain`) as `ablation.extra_proxy_overrides`, exactly as the ablation builds its image
@@ -36,7 +39,7 @@ from lightning_svd.quiet import silence_third_party
 from lightning_svd.run_context import RunContext
 from lightning_svd.stages import load_stage
 from lightning_svd.synthetic.scenes import COLORS
-from lightning_svd.training import train
+from lightning_svd.training import clip_table, train
 
 
 def contrast(videos: np.ndarray) -> np.ndarray:
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="~/.cache/lightning_svd")
     parser.add_argument("--corpus", nargs="*", default=[], metavar="KEY=VALUE",
                         help="corpus keys of the image model's own data, over ablation.image_init.corpus")
+    parser.add_argument("--checkpoint", type=Path, help="an image model's .ckpt to sample instead of training one")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     silence_third_party()
@@ -85,7 +89,12 @@ def main() -> None:
                                  OmegaConf.from_dotlist(args.corpus))
     cfg.train.data.table, cfg.run_dir, cfg.cache_dir, cfg.resume = None, str(args.out), args.cache_dir, False
     started = time.perf_counter()
-    trained = train(cfg, RunContext(args.out, logging.getLogger("probe")))
+    if args.checkpoint:
+        args.out.mkdir(parents=True, exist_ok=True)
+        clip_table(cfg, RunContext(args.out, logging.getLogger("probe")))
+        trained = {"checkpoint": args.checkpoint, "steps": None, "final_loss": None}
+    else:
+        trained = train(cfg, RunContext(args.out, logging.getLogger("probe")))
     seconds = time.perf_counter() - started
     prompts = [{"id": f"p{i}", "text": text} for i, text in enumerate([
         "a red textured background behind three pink squares moving quickly as the camera pans down-right, with "
@@ -100,7 +109,7 @@ def main() -> None:
     seen = training_prompts(args.out / "clip_table.parquet", 8)
     seen_videos = sample_arm(stage, seen, 4, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
     np.save(args.out / "seen_samples.npy", seen_videos)
-    report = {"train_seconds": round(seconds, 1), "steps": trained["steps"], "final_loss": trained["final_loss"],
+    report = {"train_seconds": None if args.checkpoint else round(seconds, 1), "checkpoint": str(args.checkpoint), "steps": trained["steps"], "final_loss": trained["final_loss"],
               "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
               "contrast": round(float(contrast(videos).mean()), 1),
               "background_following": round(background_following(videos, prompts), 3),

@@ -92,9 +92,12 @@ def image_model_config(cfg, subset: pa.Table | None, seed: int) -> ImageModel:
 
 def image_model_key(image, data_key: str, seed: int) -> str:
     """What decides the image model: its data, its seed and its training recipe (not where it runs, nor how it would
-    sample: the arms' guidance or sampler settings must not retrain, or miss the shipped model)."""
+    sample: the arms' guidance or sampler settings must not retrain, or miss the shipped model; nor the share of
+    noise a clip's frames have in common, which leaves a one-frame model's noise N(0, 1) all the same)."""
     recipe = OmegaConf.to_container(OmegaConf.masked_copy(image, ["train", "trainer", "init_from"]), resolve=True)
     recipe["train"]["diffusion"].pop("sampling", None)
+    if recipe["train"]["num_frames"] == 1:
+        recipe["train"]["diffusion"].pop("shared_frame_noise", None)
     return hashlib.sha256(json.dumps([data_key, seed, recipe], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
