@@ -7,8 +7,11 @@ its own prompt's shape colour against the other prompts'), then the same for 8 c
     PYTHONPATH=. python benchmarks/image_model_probe.py OUT [key=value ...] [--steps 600] [--threads 1]
         [--corpus texture=0 ...] [--checkpoint CKPT]
 
-`--checkpoint` samples an image model trained already (a cached one: <cache>/image_models/<key>/checkpoints/
-last.ckpt) instead of training one; the corpus options then name the corpus it was trained on, for its captions.
+`--checkpoint` samples an image model trained already instead of training one: a cached one
+(<cache>/image_models/<key>/checkpoints/last.ckpt) or a shipped one (lightning_svd/ablation/weights/<key>.safetensors,
+loaded into the recipe's image stage); the corpus options then name the corpus it was trained on, for its captions.
+`--samples-per-prompt` sets how many samples each fixed prompt gets (6: 24 samples, a share's binomial sd near 8
+points; 24 brings it near 4).
 
 The overrides go over the ablation's proxy recipe and image-pretraining blocks (`ablation.proxy`,
 `ablation.image_init.pretrain`) as `ablation.extra_proxy_overrides`, exactly as the ablation builds its image
@@ -37,7 +40,7 @@ from lightning_svd.ablation.recipe import proxy_recipe
 from lightning_svd.config import load_config
 from lightning_svd.quiet import silence_third_party
 from lightning_svd.run_context import RunContext
-from lightning_svd.stages import load_stage
+from lightning_svd.stages import STAGES, load_init_weights, load_stage
 from lightning_svd.synthetic.scenes import COLORS
 from lightning_svd.training import clip_table, train
 
@@ -68,6 +71,15 @@ def training_prompts(table: Path, count: int) -> list[dict]:
     return [{"id": f"seen{i}", "text": captions[index]} for i, index in enumerate(chosen)]
 
 
+def image_stage(cfg, checkpoint: Path):
+    """A trained stage checkpoint as it is, or shipped UNet weights in the recipe's image stage."""
+    if checkpoint.suffix != ".safetensors":
+        return load_stage(checkpoint)
+    stage = STAGES[cfg.train.name](stage=OmegaConf.to_container(cfg.train, resolve=True))
+    load_init_weights(stage, checkpoint)
+    return stage.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -78,6 +90,7 @@ def main() -> None:
     parser.add_argument("--corpus", nargs="*", default=[], metavar="KEY=VALUE",
                         help="corpus keys of the image model's own data, over ablation.image_init.corpus")
     parser.add_argument("--checkpoint", type=Path, help="an image model's .ckpt to sample instead of training one")
+    parser.add_argument("--samples-per-prompt", type=int, default=6)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     silence_third_party()
@@ -103,8 +116,8 @@ def main() -> None:
         "a teal textured background behind two brown squares moving quickly as the camera pans down-left",
         "a green textured background behind three purple circles moving quickly as the camera pans down-right, "
         "with the words 'WWW.EXAMPLE.COM' on screen"])]
-    stage = load_stage(trained["checkpoint"])
-    videos = sample_arm(stage, prompts, 6, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
+    stage = image_stage(cfg, Path(trained["checkpoint"]))
+    videos = sample_arm(stage, prompts, args.samples_per_prompt, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
     np.save(args.out / "samples.npy", videos)
     seen = training_prompts(args.out / "clip_table.parquet", 8)
     seen_videos = sample_arm(stage, seen, 4, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
