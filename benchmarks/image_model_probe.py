@@ -122,7 +122,8 @@ def main() -> None:
     seen = training_prompts(args.out / "clip_table.parquet", 8)
     seen_videos = sample_arm(stage, seen, 4, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
     np.save(args.out / "seen_samples.npy", seen_videos)
-    report = {"train_seconds": None if args.checkpoint else round(seconds, 1), "checkpoint": str(args.checkpoint), "steps": trained["steps"], "final_loss": trained["final_loss"],
+    report = {"train_seconds": None if args.checkpoint else round(seconds, 1), "checkpoint": str(args.checkpoint),
+              "steps": trained["steps"], "final_loss": trained["final_loss"],
               "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
               "contrast": round(float(contrast(videos).mean()), 1),
               "background_following": round(background_following(videos, prompts), 3),

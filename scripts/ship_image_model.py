@@ -5,7 +5,7 @@ Trains the image model every ablation arm starts from exactly as `python run.py 
 `lightning_svd/ablation/weights/<key>.safetensors`, the name the ablation looks for before it trains one. Run it
 after changing the tiny proxy recipe or the image model's corpus (the test
 test_the_main_job_starts_every_arm_from_the_shipped_image_model says when the shipped file no longer matches); the
-tiny recipe trains for about 12 minutes on 2 cores.
+tiny recipe renders its 600-video corpus and trains for about 15 minutes on 2 cores.
 
     python scripts/ship_image_model.py [key=value ...]
 """

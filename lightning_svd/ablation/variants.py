@@ -29,7 +29,7 @@ from lightning_svd.synthetic import CorpusSpec
 NO_CAPTION = "none"  # the control arm: empty captions, so the proxy trains unconditionally
 IMAGE_MODELS = "image_models"  # under cache_dir: one folder per image model, named by its key
 # Image models trained once and shipped with the code, in SD's released layout (`model.diffusion_model.*`), named by
-# the same key: the tiny recipe's takes 12 minutes on 2 cores, more than the demo's budget (scripts/ship_image_model.py)
+# the same key: the tiny recipe's takes 15 minutes on 2 cores, more than the demo's budget (scripts/ship_image_model.py)
 SHIPPED_IMAGE_MODELS = Path(__file__).parent / "weights"
 IMAGE_DATA = ("corpus", "subset")
 

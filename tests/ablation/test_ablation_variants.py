@@ -107,9 +107,9 @@ def test_image_init_arm_starts_from_the_pretrained_image_model(tmp_path):
 
 
 def test_the_main_job_starts_every_arm_from_the_shipped_image_model(tmp_path, monkeypatch):
-    """The tiny recipe's image model trains for 12 minutes, longer than the demo may take, so it ships with the code
-    under its key. Fails when a change to the tiny recipe or the image corpus changes that key (the main job would
-    then train one for 12 minutes): rerun scripts/ship_image_model.py."""
+    """The tiny recipe's image model takes 15 minutes (its corpus and 6000 steps), longer than the demo may take, so
+    it ships with the code under its key. Fails when a change to the tiny recipe or the image corpus changes that key
+    (the main job would then train one for 15 minutes): rerun scripts/ship_image_model.py."""
     cfg = load_config("ablation_aesthetic", "tiny", [f"cache_dir={tmp_path / 'cache'}", "ablation.seeds=[2, 3]"])
     monkeypatch.setattr("lightning_svd.training.train", lambda *args: pytest.fail("trained an image model"))
     ctx = RunContext(tmp_path / "run", logging.getLogger("test"))
