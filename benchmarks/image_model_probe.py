@@ -89,10 +89,14 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="~/.cache/lightning_svd")
     parser.add_argument("--corpus", nargs="*", default=[], metavar="KEY=VALUE",
                         help="corpus keys of the image model's own data, over ablation.image_init.corpus")
-    parser.add_argument("--checkpoint", type=Path, help="an image model's .ckpt to sample instead of training one")
-    parser.add_argument("--samples-per-prompt", type=int, default=6)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="an image model (.ckpt, or shipped .safetensors) to sample instead of training one")
+    parser.add_argument("--samples-per-prompt", type=int, default=6, help="samples of each fixed prompt")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    if args.checkpoint and not args.checkpoint.is_file():
+        parser.error(f"--checkpoint {args.checkpoint} not found: give a cached image model's checkpoints/last.ckpt or "
+                     "a shipped lightning_svd/ablation/weights/<key>.safetensors")
     silence_third_party()
     torch.set_num_threads(args.threads)
     ablation = load_config("ablation_aesthetic", "tiny", check_paths=False)

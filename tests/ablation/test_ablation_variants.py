@@ -126,7 +126,7 @@ def test_the_main_job_starts_every_arm_from_the_shipped_image_model(tmp_path, mo
         f"cache_dir={tmp_path / 'cache'}", "ablation.proxy.train.diffusion.sampling.guider.scale=3"])
     assert Path(pretrained_image_model(sampled_otherwise, ctx, None, 0)) == shipped  # sampling never retrains
     frames_share_more = load_config("ablation_aesthetic", "tiny", [
-        f"cache_dir={tmp_path / 'cache'}", "ablation.proxy.train.diffusion.shared_frame_noise=0.99"])
+        f"cache_dir={tmp_path / 'cache'}", "ablation.proxy.train.diffusion.shared_frame_noise=0.9"])
     assert Path(pretrained_image_model(frames_share_more, ctx, None, 0)) == shipped  # one frame shares nothing
     trained_otherwise = load_config("ablation_aesthetic", "tiny", [
         f"cache_dir={tmp_path / 'cache'}", "ablation.proxy.train.diffusion.noise.p_mean=-1.0"])
