@@ -110,6 +110,7 @@ RANGES = {
     "ablation.heldout.max_clips": Range(1),
     "ablation.heldout.windows_per_clip": Range(1),
     "ablation.judge.steps": Range(1),
+    "ablation.image_init.corpus.num_videos": Range(1, note="the image model's own corpus"),
     "ablation.simulated_raters.votes_per_pair": Range(1),
     "ablation.torch_threads": Range(1, optional=True, note="null: torch's default"),
 }

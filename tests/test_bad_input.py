@@ -48,6 +48,8 @@ def no_space(path) -> OSError:
          "32-true, bf16-mixed"),
         (["experiment=ablation_aesthetic", "corpus.shape_scale=5"],
          "corpus.shape_scale must be a number in [0.25, 3] (1: radius 7-14 px)"),
+        (["experiment=ablation_aesthetic", "ablation.image_init.corpus.num_videos=0"],
+         "ablation.image_init.corpus.num_videos must be an integer >= 1 (the image model's own corpus)"),
         (["experiment=ablation_aesthetic", "ablation.sampling.samples_per_prompt=0"],
          "ablation.sampling.samples_per_prompt must be an integer >= 1 (videos per prompt and seed)"),
         (["experiment=ablation_aesthetic",
