@@ -105,14 +105,15 @@ def main() -> None:
     cfg.corpus = OmegaConf.merge(ablation.corpus, ablation.ablation.image_init.corpus,
                                  OmegaConf.from_dotlist(args.corpus))
     cfg.train.data.table, cfg.run_dir, cfg.cache_dir, cfg.resume = None, str(args.out), args.cache_dir, False
-    started = time.perf_counter()
-    if args.checkpoint:
+    ctx = RunContext(args.out, logging.getLogger("probe"))
+    if args.checkpoint:  # sample it as it is; the run dir gets the clip table its captions come from
         args.out.mkdir(parents=True, exist_ok=True)
-        clip_table(cfg, RunContext(args.out, logging.getLogger("probe")))
-        trained = {"checkpoint": args.checkpoint, "steps": None, "final_loss": None}
+        clip_table(cfg, ctx)
+        trained, seconds = {"checkpoint": args.checkpoint, "steps": None, "final_loss": None}, None
     else:
-        trained = train(cfg, RunContext(args.out, logging.getLogger("probe")))
-    seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        trained = train(cfg, ctx)
+        seconds = round(time.perf_counter() - started, 1)
     prompts = [{"id": f"p{i}", "text": text} for i, text in enumerate([
         "a red textured background behind three pink squares moving quickly as the camera pans down-right, with "
         "the words 'LIVE 24/7' on screen",
@@ -126,7 +127,7 @@ def main() -> None:
     seen = training_prompts(args.out / "clip_table.parquet", 8)
     seen_videos = sample_arm(stage, seen, 4, 0, 1, args.sampling_steps, str(cfg.trainer.precision))
     np.save(args.out / "seen_samples.npy", seen_videos)
-    report = {"train_seconds": None if args.checkpoint else round(seconds, 1), "checkpoint": str(args.checkpoint),
+    report = {"train_seconds": seconds, "checkpoint": str(args.checkpoint),
               "steps": trained["steps"], "final_loss": trained["final_loss"],
               "grain": round(float(grain(videos).mean()), 2), "grain_sd": round(float(grain(videos).std()), 2),
               "contrast": round(float(contrast(videos).mean()), 1),
